@@ -1,0 +1,25 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="spark-sensitivity",
+    version="0.1.0",
+    description="Clustering-based sensitivity sampling on Spark: a small weighted subset that represents a huge table",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["spark_sensitivity", "spark_sensitivity.*"]),
+    install_requires=[
+        "pyspark>=4.3,<4.4",
+        "numpy>=1.26",
+        "pyarrow>=15",
+        # pyspark 4.3 warns with pandas 3; pandas is only needed by pyspark's Arrow paths.
+        "pandas>=2,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["spark-sensitivity=spark_sensitivity.cli:main"]},
+)

@@ -1,0 +1,179 @@
+"""The selection job: read, fit, score, sample, and publish subset/, clusters/ and manifest.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyspark
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from spark_sensitivity import __version__
+from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.storage import AtomicOutput, read_input
+
+log = logging.getLogger("spark_sensitivity")
+
+
+@dataclass
+class SelectConfig:
+    """Every setting of one selection run (the CLI flags, one to one)."""
+
+    input: str
+    output: str
+    sample_size: int
+    k: int = 100
+    format: str = "parquet"
+    input_options: dict[str, str] = field(default_factory=dict)
+    id_col: str = "id"
+    vector_col: str = "embedding"
+    z: int = 2
+    seed: int = 0
+    max_iter: int = 20
+    tol: float = 1e-4
+    init_mode: str = "k-means||"
+    init_steps: int = 2
+    fit_fraction: float | None = None
+    points_per_center: int = 256
+    on_invalid: str = "fail"
+    drop_vector: bool = False
+    overwrite: bool = False
+
+
+def _parse_string_vectors(df: DataFrame, column: str) -> DataFrame:
+    """CSV has no arrays: an embedding stored as text like "[0.1, 0.2]" is parsed to array<double>."""
+    if column in df.columns and isinstance(df.schema[column].dataType, StringType):
+        return df.withColumn(column, F.from_json(F.col(column), "array<double>"))
+    return df
+
+
+def _sampler(config: SelectConfig) -> SensitivitySampler:
+    return SensitivitySampler(
+        idCol=config.id_col,
+        featuresCol=config.vector_col,
+        k=config.k,
+        costPower=config.z,
+        maxIter=config.max_iter,
+        tol=config.tol,
+        seed=config.seed,
+        initMode=config.init_mode,
+        initSteps=config.init_steps,
+        fitFraction=config.fit_fraction,
+        pointsPerCenter=config.points_per_center,
+        onInvalid=config.on_invalid,
+    )
+
+
+def _clusters_frame(spark: SparkSession, model: SensitivitySamplerModel) -> DataFrame:
+    stats = model.clusterStats
+    rows = [
+        (j, int(stats.sizes[j]), float(stats.costs[j]), [float(x) for x in center])
+        for j, center in enumerate(model.clusterCenters())
+    ]
+    return spark.createDataFrame(rows, "cluster_id int, size long, cost double, center array<double>")
+
+
+def _check_written(
+    spark: SparkSession, out: AtomicOutput, id_col: str, drawn_rows: int, m: int
+) -> tuple[int, float]:
+    """Reads back the staged subset: one row per drawn id, and exactly m draws in total."""
+    written = spark.read.parquet(out.path("subset"))
+    totals = written.agg(
+        F.count(F.lit(1)).alias("rows"), F.sum("count").alias("draws"), F.sum("weight").alias("weights")
+    ).first()
+    if totals["rows"] != drawn_rows:
+        duplicated = written.groupBy(id_col).count().where("count > 1").limit(3).collect()
+        examples = ", ".join(str(row[id_col]) for row in duplicated)
+        raise ValueError(f"id column {id_col!r} is not unique (e.g. ids {examples}); ids must be unique")
+    if totals["draws"] != m:
+        raise RuntimeError(f"internal error: the subset holds {totals['draws']} draws, expected {m}")
+    return int(totals["rows"]), float(totals["weights"])
+
+
+def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
+    """Runs one selection and publishes it atomically under ``config.output``; returns the manifest."""
+    if config.sample_size < 1:
+        raise ValueError(f"--sample-size must be at least 1, got {config.sample_size}")
+    sampler = _sampler(config)
+    sampler._validate_params()
+    out = AtomicOutput(spark, config.output, config.overwrite)
+    out.check_destination()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    df = _parse_string_vectors(
+        read_input(spark, config.input, config.format, config.input_options), config.vector_col
+    )
+    n_rows = df.count()
+    if n_rows == 0:
+        raise ValueError(f"input {config.input} has no rows")
+    timings["read_seconds"] = round(time.perf_counter() - started, 3)
+    log.info("read %d rows from %s", n_rows, config.input)
+
+    model = sampler.fit(df)
+    info = model.fitInfo
+    timings["kmeans_seconds"] = info.pop("kmeans_seconds")
+    timings["assign_reduce_seconds"] = info.pop("assign_reduce_seconds")
+    stats = model.clusterStats
+    log.info(
+        "k-means on %d rows: %d iterations; cost of all rows %.6g",
+        info["fit_rows"],
+        info["kmeans_iterations"],
+        stats.total_cost,
+    )
+
+    try:
+        tick = time.perf_counter()
+        drop = (config.vector_col,) if config.drop_vector else ()
+        subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
+        drawn_rows = subset.count()
+        timings["sample_seconds"] = round(time.perf_counter() - tick, 3)
+
+        tick = time.perf_counter()
+        subset.write.parquet(out.path("subset"))
+        _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
+        rows, weight_sum = _check_written(spark, out, config.id_col, drawn_rows, config.sample_size)
+        timings["write_seconds"] = round(time.perf_counter() - tick, 3)
+        timings["total_seconds"] = round(time.perf_counter() - started, 3)
+        manifest = {
+            "parameters": dataclasses.asdict(config),
+            "seed": config.seed,
+            "n": n_rows,
+            "n_valid": stats.n,
+            "invalid_rows": info["invalid_rows"],
+            "k": config.k,
+            "nonempty_clusters": stats.nonempty,
+            "m": config.sample_size,
+            "subset_rows": rows,
+            "kmeans_cost": stats.total_cost,
+            "kmeans_fit": info,
+            "sum_of_weights": weight_sum,
+            "sum_of_sensitivities": stats.total_sensitivity,
+            "sampling": model.lastSampleInfo,
+            "timings": timings,
+            "versions": {
+                "spark_sensitivity": __version__,
+                "spark": spark.version,
+                "pyspark": pyspark.__version__,
+                "numpy": np.__version__,
+                "python": platform.python_version(),
+            },
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "output": config.output,
+        }
+        out.write_json("manifest.json", manifest)
+        out.publish()
+    except BaseException:
+        out.abort()
+        raise
+    finally:
+        model.summary.release()
+    return manifest

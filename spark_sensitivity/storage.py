@@ -1,0 +1,86 @@
+"""Reading inputs, and publishing outputs atomically through the Hadoop FileSystem API.
+
+Outputs are built under a hidden staging folder next to the destination (same file system, so the
+final move is a rename) and moved into place only when complete. A failed run leaves nothing at the
+destination; an existing destination is replaced only when asked to. On object stores without an
+atomic rename (S3) the final move is a copy: point --output at HDFS, a local or mounted file system,
+or use a table format with atomic commits there.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+INPUT_FORMATS = ("parquet", "json", "csv", "orc", "table")
+
+
+def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, str]) -> DataFrame:
+    """The input as a DataFrame: a path in a file format, or a catalog table name (fmt='table')."""
+    if fmt == "table":
+        return spark.table(source)
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
+    reader = spark.read.options(**options)
+    if fmt == "csv":
+        reader = reader.option("header", options.get("header", "true")).option(
+            "inferSchema", options.get("inferSchema", "true")
+        )
+    return reader.format(fmt).load(source)
+
+
+class AtomicOutput:
+    """A destination folder that appears complete or not at all."""
+
+    def __init__(self, spark: SparkSession, destination: str, overwrite: bool):
+        self._spark = spark
+        jvm = spark.sparkContext._jvm
+        self._Path = jvm.org.apache.hadoop.fs.Path
+        self.destination = destination.rstrip("/")
+        self._dest = self._Path(self.destination)
+        self._fs = self._dest.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        run = uuid.uuid4().hex[:12]
+        parent, name = self._dest.getParent(), self._dest.getName()
+        self.staging = str(self._Path(parent, f".{name}.staging-{run}"))
+        self._replaced = self._Path(parent, f".{name}.replaced-{run}")
+        self.overwrite = overwrite
+
+    def check_destination(self) -> None:
+        """Fails before any work when the destination exists and overwriting was not asked for."""
+        if self._fs.exists(self._dest) and not self.overwrite:
+            raise FileExistsError(f"output {self.destination} already exists; pass --overwrite to replace it")
+
+    def path(self, relative: str) -> str:
+        return f"{self.staging}/{relative}"
+
+    def write_text(self, relative: str, text: str) -> None:
+        stream = self._fs.create(self._Path(self.path(relative)), True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+
+    def write_json(self, relative: str, value: Any) -> None:
+        self.write_text(relative, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+    def publish(self) -> None:
+        """Moves the staging folder into place, replacing an old output only when allowed."""
+        self.check_destination()
+        moved_old = False
+        if self._fs.exists(self._dest):
+            if not self._fs.rename(self._dest, self._replaced):
+                raise OSError(f"could not move the old output {self.destination} aside")
+            moved_old = True
+        if not self._fs.rename(self._Path(self.staging), self._dest):
+            if moved_old:
+                self._fs.rename(self._replaced, self._dest)
+            raise OSError(f"could not move the finished output into {self.destination}")
+        if moved_old:
+            self._fs.delete(self._replaced, True)
+
+    def abort(self) -> None:
+        """Removes the staging folder; the destination is untouched."""
+        self._fs.delete(self._Path(self.staging), True)
