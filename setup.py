@@ -17,6 +17,8 @@ setup(
         "pyarrow>=15",
         # pyspark 4.3 warns with pandas 3; pandas is only needed by pyspark's Arrow paths.
         "pandas>=2,<3",
+        # Config files for scheduled runs may be YAML; PyYAML's safe loader builds plain data only.
+        "pyyaml>=6",
     ],
     extras_require={
         "test": ["pytest>=8", "ruff>=0.6"],

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.pipeline import SelectConfig, run_select
+from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.storage import INPUT_FORMATS
 
 log = logging.getLogger("spark_sensitivity")
+REQUIRED_SELECT_FLAGS = ("input", "output", "sample_size")
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -24,10 +28,13 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     """The selection flags, shared by the console script and jobs/select_subset.py."""
-    data = parser.add_argument_group("input")
-    data.add_argument(
-        "--input", required=True, help="input path, or a catalog table name with --format table"
+    parser.add_argument(
+        "--config",
+        help="YAML or JSON file of settings, keys named like the flags (sample-size: 1000); "
+        "flags on the command line override it",
     )
+    data = parser.add_argument_group("input")
+    data.add_argument("--input", help="input path, or a catalog table name with --format table (required)")
     data.add_argument(
         "--format",
         default="parquet",
@@ -46,13 +53,21 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--vector-col",
         default="embedding",
-        help="embedding column: array<float>, array<double>, an ML Vector, or text like [0.1, 0.2] (default: embedding)",
+        help="embedding column: array<float>, array<double>, an ML Vector, or text like [0.1, 0.2] "
+        "(default: embedding)",
     )
     data.add_argument(
         "--on-invalid",
         default="fail",
         choices=("fail", "skip"),
-        help="rows with a null, wrong-length or non-finite embedding: fail the run (default) or skip them; the manifest counts skipped rows",
+        help="rows with a null, wrong-length or non-finite embedding: fail the run (default) or skip "
+        "them; the manifest counts skipped rows",
+    )
+    data.add_argument(
+        "--skip-id-check",
+        action="store_true",
+        help="do not check that ids are unique before sampling (saves a shuffle of the ids at very "
+        "large n; a duplicated id that gets drawn still fails the run)",
     )
 
     method = parser.add_argument_group("clustering and sampling")
@@ -60,14 +75,15 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     method.add_argument(
         "--sample-size",
         type=int,
-        required=True,
-        help="m: the exact number of draws, with replacement; a row drawn c times appears once with count c",
+        help="m, the exact number of draws, with replacement (required); a row drawn c times appears "
+        "once with count c",
     )
     method.add_argument(
         "--seed",
         type=int,
         default=0,
-        help="seed for the fit sample, k-means init and the draws; same input and seed give the same subset (default: 0)",
+        help="seed of the fit sample, k-means init and the draws; the same input and seed give the "
+        "same subset, however the input is partitioned (default: 0)",
     )
     method.add_argument(
         "--z",
@@ -91,40 +107,52 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         "--fit-fraction",
         type=float,
         default=None,
-        help="fit k-means on this fraction of rows, in (0, 1]; overrides --points-per-center",
+        help="fit k-means on this fraction of the rows, in (0, 1]; overrides --points-per-center",
     )
     method.add_argument(
         "--points-per-center",
         type=int,
         default=256,
-        help="fit k-means on about this many rows per center, then assign all rows; 0 = fit on all rows (default: 256)",
+        help="fit k-means on about this many rows per center, then assign all rows; 0 = fit on all "
+        "rows (default: 256)",
     )
 
     output = parser.add_argument_group("output")
     output.add_argument(
         "--output",
-        required=True,
-        help="output folder: subset/, clusters/ and manifest.json appear there together, or not at all",
+        help="output folder (required): subset/, clusters/ and manifest.json appear there together or "
+        "not at all; {run_id} and {date} in it are replaced by the run id and the UTC date",
+    )
+    output.add_argument(
+        "--run-id", help="run id recorded in the manifest and used for {run_id} (default: a new one)"
     )
     output.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing output (it is kept until the new one is complete)",
+        help="replace an existing output (the old one stays until the new one is complete)",
     )
     output.add_argument(
         "--drop-vector", action="store_true", help="leave the embedding column out of subset/"
     )
 
-    spark = parser.add_argument_group("spark")
-    spark.add_argument(
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (stages, n, k, d, estimated work and memory, suggested k and fit "
+        "fraction) and exit without running the heavy stages",
+    )
+    run.add_argument(
         "--spark-conf",
         action="append",
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
-        help="a Spark setting for a session this command starts, repeatable",
+        help="a Spark setting for the session this command starts, repeatable",
     )
-    spark.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity = run.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
 
 
 def config_from_args(args: argparse.Namespace) -> SelectConfig:
@@ -146,17 +174,25 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         fit_fraction=args.fit_fraction,
         points_per_center=args.points_per_center,
         on_invalid=args.on_invalid,
+        check_unique_ids=not args.skip_id_check,
         drop_vector=args.drop_vector,
         overwrite=args.overwrite,
+        run_id=args.run_id,
+        config_file=args.config,
     )
 
 
-def spark_session(app_name: str, conf: Sequence[tuple[str, str]]):
+def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = False, verbose: bool = False):
     """The active session (under spark-submit) or a new one, local[*] unless a master is set."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name).config("spark.log.level", "WARN")
+    level = "INFO" if verbose else "ERROR" if quiet else "WARN"
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.log.level", level)
+        .config("spark.ui.showConsoleProgress", str(not quiet).lower())
+    )
     if "spark.master" not in dict(conf) and not os.environ.get("MASTER"):
         builder = builder.config("spark.master", os.environ.get("SPARK_MASTER", "local[*]"))
     for key, value in conf:
@@ -175,10 +211,16 @@ def _summary(manifest: dict) -> str:
 
 
 def run_select_command(args: argparse.Namespace) -> int:
-    spark = spark_session("spark-sensitivity select", args.spark_conf)
-    manifest = run_select(spark, config_from_args(args))
+    config = config_from_args(args)
+    spark = spark_session("spark-sensitivity select", args.spark_conf, args.quiet, args.verbose)
+    if args.dry_run:
+        from spark_sensitivity.plan import plan_select
+
+        print(json.dumps(plan_select(spark, config), indent=2))
+        return 0
+    manifest = run_select(spark, config)
     if not args.quiet:
-        print(_summary(manifest))
+        print(redact_text(_summary(manifest)))
     return 0
 
 
@@ -193,12 +235,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-sensitivity",
-        description="Pick a small weighted subset that represents a large table (clustering-based sensitivity sampling on Spark).",
+        description="Pick a small weighted subset that represents a large table "
+        "(clustering-based sensitivity sampling on Spark).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    select = commands.add_parser("select", help="select a weighted subset of a table of embeddings")
+    select = commands.add_parser(
+        "select",
+        help="select a weighted subset of a table of embeddings",
+        description="Cluster the embeddings (MLlib k-means), score each row's sensitivity, draw exactly "
+        "--sample-size rows with replacement, and publish subset/, clusters/ and manifest.json.",
+    )
     add_select_arguments(select)
-    select.set_defaults(run=run_select_command)
+    select.set_defaults(run=run_select_command, required_flags=REQUIRED_SELECT_FLAGS)
 
     demo = commands.add_parser(
         "demo", help="run the selection on Fashion-MNIST and show how representative it is"
@@ -219,23 +267,68 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a Spark setting, repeatable",
     )
-    demo.set_defaults(run=run_demo_command)
+    demo.set_defaults(run=run_demo_command, required_flags=())
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parses the command line, with defaults from --config when given; exits 2 on bad flags."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    subparser = parser._subparsers._group_actions[0].choices[args.command]
+    if getattr(args, "config", None):
+        try:
+            defaults = config_defaults(subparser, load_config_file(args.config), args.config)
+        except ValueError as error:
+            subparser.error(str(error))
+        subparser.set_defaults(**defaults)
+        args = parser.parse_args(argv)
+    missing = [name for name in args.required_flags if getattr(args, name) is None]
+    if missing:
+        subparser.error(
+            "the following arguments are required: " + ", ".join("--" + m.replace("_", "-") for m in missing)
+        )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    verbose, quiet = getattr(args, "verbose", False), getattr(args, "quiet", False)
     logging.basicConfig(
-        level=logging.ERROR if getattr(args, "quiet", False) else logging.INFO,
+        level=logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
         return args.run(args)
     except (ValueError, FileExistsError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
+    except Exception as error:
+        message = _spark_error_line(error)
+        if message is None or verbose:
+            raise
+        print(f"error: {redact_text(message)}", file=sys.stderr)
+        return 1
+
+
+def _spark_error_line(error: Exception) -> str | None:
+    """One line for an error raised inside Spark (unreadable or corrupt input, missing table), else None.
+
+    For a failed job that is the innermost Java cause, which names the file or row at fault.
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    if isinstance(error, Py4JJavaError):
+        cause = error.java_exception
+        while cause.getCause() is not None:
+            cause = cause.getCause()
+        return str(cause.toString()).strip().splitlines()[0]
+    if isinstance(error, PySparkException):
+        text = str(error).strip()
+        return text.splitlines()[0] if text else type(error).__name__
+    return None
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ _HASH_TMP = "__ss_fit_hash"
 # Fixed so the fit sample's partitioning (and so MLlib's k-means) never depends on the input's.
 _FIT_ROWS_PER_PARTITION = 20_000
 # Bounds the (rows x k) score block of the assignment pass to 64 MiB of float32.
-_SCORE_BLOCK_ELEMENTS = 1 << 24
+SCORE_BLOCK_ELEMENTS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,13 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
                 f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; "
                 "lower --k or raise --fit-fraction"
             )
+        # MLlib's block solver fails with an index error when k exceeds the distinct points.
+        distinct = sample_of_dim.select(_VECTOR_TMP).distinct().limit(settings.k).count()
+        if distinct < settings.k:
+            raise ValueError(
+                f"k={settings.k} is larger than the {distinct} distinct points in the k-means fit "
+                "sample; lower --k"
+            )
         partitions = max(1, math.ceil(rows / _FIT_ROWS_PER_PARTITION))
         features = array_to_vector(F.col(_VECTOR_TMP).cast("array<double>")).alias(_FEATURES_TMP)
         ordered = (
@@ -134,7 +141,7 @@ def nearest_centers(points: np.ndarray, centers: np.ndarray, z: int) -> tuple[np
     center_sq = (centers32 * centers32).sum(axis=1)
     points32 = points.astype(np.float32, copy=False)
     assignment = np.empty(n, dtype=np.int32)
-    step = max(1, _SCORE_BLOCK_ELEMENTS // len(centers))
+    step = max(1, SCORE_BLOCK_ELEMENTS // len(centers))
     for start in range(0, n, step):
         scores = points32[start : start + step] @ minus_two_ct
         scores += center_sq

@@ -63,6 +63,12 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
         "fit k-means on about pointsPerCenter * k rows (0: all rows); used when fitFraction is unset",
         TypeConverters.toInt,
     )
+    checkUniqueIds: Param[bool] = Param(
+        Params._dummy(),
+        "checkUniqueIds",
+        "check that ids are unique before fitting (one shuffle of the ids)",
+        TypeConverters.toBoolean,
+    )
     onInvalid: Param[str] = Param(
         Params._dummy(),
         "onInvalid",
@@ -84,6 +90,7 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
             initSteps=2,
             pointsPerCenter=256,
             onInvalid="fail",
+            checkUniqueIds=True,
         )
 
     def getIdCol(self) -> str:
@@ -109,6 +116,9 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
 
     def getOnInvalid(self) -> str:
         return self.getOrDefault(self.onInvalid)
+
+    def getCheckUniqueIds(self) -> bool:
+        return self.getOrDefault(self.checkUniqueIds)
 
     def _validate_params(self) -> None:
         if self.getK() < 1:
@@ -180,6 +190,8 @@ class SensitivitySampler(
         Fit k-means on this fraction of the rows.
     pointsPerCenter : int, default 256
         When fitFraction is unset, fit on about ``pointsPerCenter * k`` rows (0: all rows).
+    checkUniqueIds : bool, default True
+        Check that ids are unique before fitting (one shuffle of the id column).
     onInvalid : {"fail", "skip"}, default "fail"
         What to do with rows whose embedding is null, of the wrong length or not finite.
 
@@ -206,6 +218,7 @@ class SensitivitySampler(
         fitFraction: float | None = None,
         pointsPerCenter: int = 256,
         onInvalid: str = "fail",
+        checkUniqueIds: bool = True,
     ):
         super().__init__()
         kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
@@ -230,6 +243,7 @@ class SensitivitySampler(
         self._validate_params()
         self._validate_columns(dataset)
         id_col, seed = self.getIdCol(), self.getSeed()
+        _check_ids(dataset, id_col, self.getCheckUniqueIds())
         fraction = self._fit_fraction(dataset)
         settings = cluster.KMeansSettings(
             k=self.getK(),
@@ -251,7 +265,7 @@ class SensitivitySampler(
             self.getCostPower(),
         ).drop(self.getFeaturesCol())
         assigned = assigned.persist()
-        found = score.cluster_stats(assigned, self.getK(), id_col)
+        found = score.cluster_stats(assigned, self.getK())
         try:
             _check_rows(assigned, found, id_col, self.getFeaturesCol(), self.getOnInvalid())
         except ValueError:
@@ -280,14 +294,30 @@ class SensitivitySampler(
         return DefaultParamsReader(cls)
 
 
+def _check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
+    """Fails on null ids, and on repeated ids when asked: per-row randomness and the join key on them.
+
+    Runs before k-means so bad ids cost one scan of the id column, not a whole fit.
+    """
+    nulls = dataset.where(F.col(id_col).isNull()).count()
+    if nulls:
+        raise ValueError(f"id column {id_col!r} has {nulls} null values; ids must be unique and non-null")
+    if not unique:
+        return
+    duplicated = dataset.groupBy(id_col).count().where("count > 1")
+    examples = duplicated.limit(3).collect()
+    if examples:
+        total = duplicated.count()
+        ids = ", ".join(f"{row[id_col]} ({row['count']} rows)" for row in examples)
+        raise ValueError(
+            f"id column {id_col!r} has {total} duplicated values (e.g. {ids}); ids must be unique"
+        )
+
+
 def _check_rows(
     assigned: DataFrame, found: score.StatsPass, id_col: str, vector_col: str, policy: str
 ) -> None:
-    """Fails on null ids always, and on invalid embeddings unless the policy is 'skip'."""
-    if found.null_ids:
-        raise ValueError(
-            f"id column {id_col!r} has {found.null_ids} null values; ids must be unique and non-null"
-        )
+    """Fails on invalid embeddings unless the policy is 'skip'."""
     if found.invalid_vectors and policy == "fail":
         examples = [
             str(row[0])
@@ -295,7 +325,7 @@ def _check_rows(
         ]
         raise ValueError(
             f"embedding column {vector_col!r} has {found.invalid_vectors} rows that are null, of the "
-            f"wrong length or not finite (e.g. ids {', '.join(examples)}); fix them or use onInvalid='skip'"
+            f"wrong length or not finite (e.g. ids {', '.join(examples)}); fix them, or skip them with --on-invalid skip (onInvalid='skip')"
         )
 
 
@@ -367,6 +397,7 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
             release = False
         else:
             self._validate_columns(dataset)
+            _check_ids(dataset, id_col, self.getCheckUniqueIds())
             source = dataset
             assigned = cluster.assign(
                 dataset.select(id_col, self.getFeaturesCol()),
@@ -375,7 +406,7 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
                 self.getCostPower(),
             ).drop(self.getFeaturesCol())
             assigned = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull()).persist()
-            stats = score.cluster_stats(assigned, len(self._centers), id_col).stats
+            stats = score.cluster_stats(assigned, len(self._centers)).stats
             release = True
         scored = assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
         try:

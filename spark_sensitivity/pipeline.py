@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from pyspark.sql.types import StringType
 
 from spark_sensitivity import __version__
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.redaction import redact, redact_text
 from spark_sensitivity.storage import AtomicOutput, read_input
 
 log = logging.getLogger("spark_sensitivity")
@@ -44,8 +46,25 @@ class SelectConfig:
     fit_fraction: float | None = None
     points_per_center: int = 256
     on_invalid: str = "fail"
+    check_unique_ids: bool = True
     drop_vector: bool = False
     overwrite: bool = False
+    run_id: str | None = None
+    config_file: str | None = None
+
+
+def resolve_output(config: SelectConfig) -> SelectConfig:
+    """Fills in the run id (new when not given) and the {run_id} and {date} placeholders of --output."""
+    now = dt.datetime.now(dt.timezone.utc)
+    run_id = config.run_id or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    output = config.output.replace("{run_id}", run_id).replace("{date}", f"{now:%Y-%m-%d}")
+    return dataclasses.replace(config, run_id=run_id, output=output)
+
+
+def read_selection_input(spark: SparkSession, config: SelectConfig) -> DataFrame:
+    """The input table, with an embedding stored as text (CSV) parsed to an array."""
+    df = read_input(spark, config.input, config.format, config.input_options)
+    return _parse_string_vectors(df, config.vector_col)
 
 
 def _parse_string_vectors(df: DataFrame, column: str) -> DataFrame:
@@ -69,6 +88,7 @@ def _sampler(config: SelectConfig) -> SensitivitySampler:
         fitFraction=config.fit_fraction,
         pointsPerCenter=config.points_per_center,
         onInvalid=config.on_invalid,
+        checkUniqueIds=config.check_unique_ids,
     )
 
 
@@ -102,21 +122,21 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     """Runs one selection and publishes it atomically under ``config.output``; returns the manifest."""
     if config.sample_size < 1:
         raise ValueError(f"--sample-size must be at least 1, got {config.sample_size}")
+    config = resolve_output(config)
     sampler = _sampler(config)
     sampler._validate_params()
     out = AtomicOutput(spark, config.output, config.overwrite)
     out.check_destination()
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
 
-    df = _parse_string_vectors(
-        read_input(spark, config.input, config.format, config.input_options), config.vector_col
-    )
+    df = read_selection_input(spark, config)
     n_rows = df.count()
     if n_rows == 0:
-        raise ValueError(f"input {config.input} has no rows")
+        raise ValueError(f"input {redact_text(config.input)} has no rows")
     timings["read_seconds"] = round(time.perf_counter() - started, 3)
-    log.info("read %d rows from %s", n_rows, config.input)
+    log.info("stage read: %d rows, %.1f s", n_rows, timings["read_seconds"])
 
     model = sampler.fit(df)
     info = model.fitInfo
@@ -124,10 +144,18 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     timings["assign_reduce_seconds"] = info.pop("assign_reduce_seconds")
     stats = model.clusterStats
     log.info(
-        "k-means on %d rows: %d iterations; cost of all rows %.6g",
+        "stage k-means: fitted on %d rows, %d iterations, %.1f s",
         info["fit_rows"],
         info["kmeans_iterations"],
+        timings["kmeans_seconds"],
+    )
+    log.info(
+        "stage assign+reduce: %d rows in %d clusters (%d invalid rows skipped), cost %.6g, %.1f s",
+        stats.n,
+        stats.nonempty,
+        info["invalid_rows"],
         stats.total_cost,
+        timings["assign_reduce_seconds"],
     )
 
     try:
@@ -136,6 +164,12 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
         drawn_rows = subset.count()
         timings["sample_seconds"] = round(time.perf_counter() - tick, 3)
+        log.info(
+            "stage sample: %d draws on %d distinct rows, %.1f s",
+            config.sample_size,
+            drawn_rows,
+            timings["sample_seconds"],
+        )
 
         tick = time.perf_counter()
         subset.write.parquet(out.path("subset"))
@@ -143,7 +177,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         rows, weight_sum = _check_written(spark, out, config.id_col, drawn_rows, config.sample_size)
         timings["write_seconds"] = round(time.perf_counter() - tick, 3)
         timings["total_seconds"] = round(time.perf_counter() - started, 3)
+        log.info("stage write: %d rows, %.1f s", rows, timings["write_seconds"])
         manifest = {
+            "run_id": config.run_id,
             "parameters": dataclasses.asdict(config),
             "seed": config.seed,
             "n": n_rows,
@@ -169,8 +205,10 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "output": config.output,
         }
+        manifest = redact(manifest)
         out.write_json("manifest.json", manifest)
         out.publish()
+        log.info("published %s in %.1f s", manifest["output"], time.perf_counter() - started)
     except BaseException:
         out.abort()
         raise

@@ -69,11 +69,10 @@ class StatsPass:
 
     stats: ClusterStats
     invalid_vectors: int
-    null_ids: int
 
 
-def cluster_stats(assigned: DataFrame, k: int, id_col: str) -> StatsPass:
-    """One reduce over assigned rows: (n_j, Phi_j) for every cluster, plus counts of bad rows.
+def cluster_stats(assigned: DataFrame, k: int) -> StatsPass:
+    """One reduce over assigned rows: (n_j, Phi_j) for every cluster, plus the count of bad rows.
 
     Rows with an invalid embedding have a null cluster id and are counted apart. Brings k + 1 rows
     to the driver, never per-row data.
@@ -83,7 +82,6 @@ def cluster_stats(assigned: DataFrame, k: int, id_col: str) -> StatsPass:
         .agg(
             F.count(F.lit(1)).alias("size"),
             F.sum(COST_COL).alias("cost"),
-            F.count_if(F.col(id_col).isNull()).alias("null_ids"),
         )
         .collect()
     )
@@ -96,5 +94,4 @@ def cluster_stats(assigned: DataFrame, k: int, id_col: str) -> StatsPass:
         else:
             sizes[row[CLUSTER_COL]] = row["size"]
             costs[row[CLUSTER_COL]] = row["cost"]
-    null_ids = sum(int(row["null_ids"]) for row in rows)
-    return StatsPass(ClusterStats(sizes, costs), invalid, null_ids)
+    return StatsPass(ClusterStats(sizes, costs), invalid)

@@ -48,9 +48,12 @@ class AtomicOutput:
         self._replaced = self._Path(parent, f".{name}.replaced-{run}")
         self.overwrite = overwrite
 
+    def exists(self) -> bool:
+        return bool(self._fs.exists(self._dest))
+
     def check_destination(self) -> None:
         """Fails before any work when the destination exists and overwriting was not asked for."""
-        if self._fs.exists(self._dest) and not self.overwrite:
+        if self.exists() and not self.overwrite:
             raise FileExistsError(f"output {self.destination} already exists; pass --overwrite to replace it")
 
     def path(self, relative: str) -> str:
