@@ -21,7 +21,9 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "test": ["pytest>=8", "ruff>=0.6"],
+        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
+        # The HTML report draws its PNG figures with matplotlib.
+        "report": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["spark-sensitivity=spark_sensitivity.cli:main"]},
 )

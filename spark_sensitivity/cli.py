@@ -134,6 +134,18 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--drop-vector", action="store_true", help="leave the embedding column out of subset/"
     )
+    output.add_argument(
+        "--report",
+        action="store_true",
+        help="also write report/index.html with PNG figures: cluster sizes and shares, sensitivity and "
+        "weight distributions, a 2-D projection, the k-means cost (needs the 'report' extra)",
+    )
+    output.add_argument(
+        "--loss-col",
+        default=None,
+        help="with --report: a numeric per-row loss column; the report compares its true mean (one more "
+        "pass) with the subset's weighted estimates",
+    )
 
     run = parser.add_argument_group("running")
     run.add_argument(
@@ -179,6 +191,8 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         overwrite=args.overwrite,
         run_id=args.run_id,
         config_file=args.config,
+        report=args.report,
+        loss_col=args.loss_col,
     )
 
 
@@ -206,7 +220,8 @@ def _summary(manifest: dict) -> str:
         f"{manifest['n']} rows in {manifest['nonempty_clusters']} clusters; k-means cost "
         f"{manifest['kmeans_cost']:.6g}; sum of weights {manifest['sum_of_weights']:.1f} "
         f"(n = {manifest['n_valid']}); {manifest['timings']['total_seconds']:.1f} s\n"
-        f"output: {manifest['output']} (subset/, clusters/, manifest.json)"
+        f"output: {manifest['output']} (subset/, clusters/, manifest.json"
+        + (", report/index.html)" if "report" in manifest else ")")
     )
 
 

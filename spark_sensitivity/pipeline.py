@@ -51,6 +51,8 @@ class SelectConfig:
     overwrite: bool = False
     run_id: str | None = None
     config_file: str | None = None
+    report: bool = False
+    loss_col: str | None = None
 
 
 def resolve_output(config: SelectConfig) -> SelectConfig:
@@ -123,6 +125,11 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     if config.sample_size < 1:
         raise ValueError(f"--sample-size must be at least 1, got {config.sample_size}")
     config = resolve_output(config)
+    if config.loss_col is not None and not config.report:
+        raise ValueError("--loss-col is used by the report only; add --report")
+    if config.report:
+        # Imported here: the report needs matplotlib (the 'report' extra), the selection does not.
+        from spark_sensitivity.report import check_loss_column, write_report
     sampler = _sampler(config)
     sampler._validate_params()
     out = AtomicOutput(spark, config.output, config.overwrite)
@@ -132,6 +139,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
 
     df = read_selection_input(spark, config)
+    if config.loss_col is not None:
+        check_loss_column(df, config.loss_col)
     n_rows = df.count()
     if n_rows == 0:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
@@ -206,6 +215,21 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "output": config.output,
         }
         manifest = redact(manifest)
+        if config.report:
+            tick = time.perf_counter()
+            write_report(
+                spark,
+                output=out,
+                model=model,
+                data=df,
+                id_col=config.id_col,
+                vector_col=config.vector_col,
+                manifest=manifest,
+                loss_col=config.loss_col,
+                seed=config.seed,
+            )
+            manifest["timings"]["report_seconds"] = round(time.perf_counter() - tick, 3)
+            manifest["report"] = "report/index.html"
         out.write_json("manifest.json", manifest)
         out.publish()
         log.info("published %s in %.1f s", manifest["output"], time.perf_counter() - started)

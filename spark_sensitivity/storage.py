@@ -59,12 +59,15 @@ class AtomicOutput:
     def path(self, relative: str) -> str:
         return f"{self.staging}/{relative}"
 
-    def write_text(self, relative: str, text: str) -> None:
+    def write_bytes(self, relative: str, data: bytes) -> None:
         stream = self._fs.create(self._Path(self.path(relative)), True)
         try:
-            stream.write(bytearray(text.encode("utf-8")))
+            stream.write(bytearray(data))
         finally:
             stream.close()
+
+    def write_text(self, relative: str, text: str) -> None:
+        self.write_bytes(relative, text.encode("utf-8"))
 
     def write_json(self, relative: str, value: Any) -> None:
         self.write_text(relative, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
