@@ -12,7 +12,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spark_sensitivity", "spark_sensitivity.*"]),
     install_requires=[
-        "pyspark>=4.3,<4.4",
         "numpy>=1.26",
         "pyarrow>=15",
         # pyspark 4.3 warns with pandas 3; pandas is only needed by pyspark's Arrow paths.
@@ -21,6 +20,8 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
+        # Managed platforms (Databricks, EMR) bring their own Spark: pip must not install a second one.
+        "spark": ["pyspark>=4.3,<4.4"],
         "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
         # The HTML report draws its PNG figures with matplotlib.
         "report": ["matplotlib>=3.8"],

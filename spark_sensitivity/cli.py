@@ -199,16 +199,20 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
 def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = False, verbose: bool = False):
     """The active session (under spark-submit) or a new one, local[*] unless a master is set."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
-    level = "INFO" if verbose else "ERROR" if quiet else "WARN"
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.log.level", level)
-        .config("spark.ui.showConsoleProgress", str(not quiet).lower())
-    )
-    if "spark.master" not in dict(conf) and not os.environ.get("MASTER"):
-        builder = builder.config("spark.master", os.environ.get("SPARK_MASTER", "local[*]"))
+    # Under spark-submit, its --conf values are already in SparkConf: defaults never override them.
+    submitted = SparkConf()
+    defaults = {
+        "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
+        "spark.ui.showConsoleProgress": str(not quiet).lower(),
+        "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
+    }
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in defaults.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
     for key, value in conf:
         builder = builder.config(key, value)
     return builder.getOrCreate()
@@ -256,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     select = commands.add_parser(
         "select",
+        allow_abbrev=False,
         help="select a weighted subset of a table of embeddings",
         description="Cluster the embeddings (MLlib k-means), score each row's sensitivity, draw exactly "
         "--sample-size rows with replacement, and publish subset/, clusters/ and manifest.json.",

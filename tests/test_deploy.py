@@ -1,0 +1,260 @@
+"""deploy/: every file parses, and every job argument in it is a real flag of the job's command line.
+
+The deploy files run the job with written-out arguments; parsing them here with the job's own parser
+makes a renamed or removed flag fail the tests instead of a scheduled run. Paths and versions that
+two files must agree on (where the image puts the job, the Spark version, the wheel's name) are
+checked against each other and against the installed package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pyspark
+import pytest
+import yaml
+from conftest import REPO
+from packaging.requirements import Requirement
+
+from spark_sensitivity.cli import add_select_arguments, build_parser
+
+DEPLOY = REPO / "deploy"
+DISTRIBUTION = "spark-sensitivity"
+JOB_IN_IMAGE = "/opt/spark-sensitivity/jobs/select_subset.py"
+REQUIRED = ("input", "output", "sample_size")
+
+
+class _Refusing(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default prints the usage and exits
+        raise ValueError(message)
+
+
+def check_job_args(args: list[str], source: str) -> argparse.Namespace:
+    """Parses ``args`` as jobs/select_subset.py does (build_parser(), command ``select``), then again
+    without abbreviations: argparse takes --sample for --sample-size, which would hide a renamed flag."""
+    assert all(isinstance(arg, str) for arg in args), f"{source}: arguments must be strings: {args}"
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            parsed = build_parser().parse_args(["select", *args])
+    except SystemExit:
+        complaint = errors.getvalue().strip().splitlines()[-1]  # after the usage text
+        raise AssertionError(f"{source}: the job rejects {args}: {complaint}") from None
+    exact = _Refusing(allow_abbrev=False)
+    add_select_arguments(exact)
+    try:
+        exact.parse_args(args)
+    except ValueError as error:
+        raise AssertionError(f"{source}: {error}") from None
+    missing = [name for name in REQUIRED if getattr(parsed, name) is None]
+    assert not missing, f"{source}: the job needs --{missing[0].replace('_', '-')}"
+    return parsed
+
+
+def job_commands(text: str) -> list[list[str]]:
+    """The job arguments of every shell command in ``text`` that runs jobs/select_subset.py."""
+    joined = re.sub(r"\\\n[#\s]*", " ", text)  # continuation lines, also inside # comments
+    commands = []
+    for line in joined.splitlines():
+        if "select_subset.py " in line:
+            tokens = shlex.split(line.lstrip("# "))
+            start = next(i for i, token in enumerate(tokens) if token.endswith("select_subset.py"))
+            commands.append(tokens[start + 1 :])
+    return commands
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    return [tuple(line.strip().split(None, 1)) for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--input", "a", "--output", "b", "--sample-size", "5", "--no-such-flag"], "unrecognized"),
+        (["--input", "a", "--output", "b", "--sample", "5"], "unrecognized"),
+        (["--input", "a", "--output", "b", "--sample-size", "many"], "invalid int"),
+        (["--input", "a", "--sample-size", "5"], "needs --output"),
+    ],
+)
+def test_the_check_refuses_unknown_abbreviated_mistyped_and_missing_flags(args, complaint):
+    with pytest.raises(AssertionError, match=complaint):
+        check_job_args(args, "example")
+
+
+def test_kubernetes_spark_application():
+    app = yaml.safe_load((DEPLOY / "spark-application.yaml").read_text())
+    assert app["apiVersion"] == "sparkoperator.k8s.io/v1beta2" and app["kind"] == "SparkApplication"
+    spec = app["spec"]
+    assert spec["type"] == "Python" and spec["mode"] == "cluster"
+    assert spec["mainApplicationFile"] == f"local://{JOB_IN_IMAGE}"
+    assert spec["sparkVersion"] == pyspark.__version__
+    args = check_job_args(spec["arguments"], "spark-application.yaml")
+    # The driver and the executors see the same files at the paths the job is given.
+    conf = spec["sparkConf"]
+    mounts = {key: value for key, value in conf.items() if key.endswith(".mount.path")}
+    assert sorted(mounts) == [
+        "spark.kubernetes.driver.volumes.persistentVolumeClaim.data.mount.path",
+        "spark.kubernetes.executor.volumes.persistentVolumeClaim.data.mount.path",
+    ]
+    (mount,) = set(mounts.values())
+    assert args.input.startswith(mount + "/") and args.output.startswith(mount + "/")
+
+
+def test_airflow_dag():
+    source = (DEPLOY / "airflow_dag.py").read_text()
+    tree = ast.parse(source)
+    compile(tree, "airflow_dag.py", "exec")
+    (call,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SparkSubmitOperator"
+    ]
+    kwargs = {keyword.arg: keyword.value for keyword in call.keywords}
+    assert ast.literal_eval(kwargs["application"]) == JOB_IN_IMAGE
+    assert ast.literal_eval(kwargs["py_files"]).endswith("/spark_sensitivity.zip")
+    args = check_job_args(ast.literal_eval(kwargs["application_args"]), "airflow_dag.py")
+    # One output per logical date: a rerun or backfill replaces its own day.
+    assert "{{ ds }}" in args.output and args.overwrite
+
+
+def _yarn_command(extra: list[str], **env: str) -> list[str]:
+    result = subprocess.run(
+        ["bash", str(DEPLOY / "submit_yarn.sh"), *extra],
+        env={**os.environ, "PRINT_ONLY": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return shlex.split(result.stdout)
+
+
+def test_yarn_submit_script():
+    assert subprocess.run(["bash", "-n", str(DEPLOY / "submit_yarn.sh")]).returncode == 0
+    command = _yarn_command(["--drop-vector"], INPUT="s3://bucket/embeddings", OUTPUT="hdfs:///subsets/1")
+    assert command[:5] == ["spark-submit", "--master", "yarn", "--deploy-mode", "cluster"]
+    assert command[command.index("--py-files") + 1].endswith("/spark_sensitivity.zip")
+    job = command.index(str(REPO / "jobs" / "select_subset.py"))
+    args = check_job_args(command[job + 1 :], "submit_yarn.sh")
+    assert args.input == "s3://bucket/embeddings" and args.drop_vector
+
+    packed = _yarn_command([], INPUT="a", OUTPUT="b", PYTHON_ENV="env.tar.gz", DEPLOY_MODE="client")
+    assert "env.tar.gz#environment" in packed
+    assert "spark.pyspark.python=./environment/bin/python" in packed
+    assert "spark.pyspark.driver.python=python3" in packed
+
+    missing = subprocess.run(
+        ["bash", str(DEPLOY / "submit_yarn.sh")],
+        env={key: value for key, value in os.environ.items() if key not in ("INPUT", "OUTPUT")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode != 0 and "set INPUT" in missing.stderr
+
+
+def test_databricks_job():
+    job = json.loads((DEPLOY / "databricks_job.json").read_text())
+    assert len(job["schedule"]["quartz_cron_expression"].split()) in (6, 7)
+    clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job["job_clusters"]}
+    (task,) = job["tasks"]
+    # The JVM-side publishing needs dedicated (single user) access mode.
+    assert clusters[task["job_cluster_key"]]["data_security_mode"] == "SINGLE_USER"
+    wheel_task = task["python_wheel_task"]
+    scripts = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
+    assert scripts[wheel_task["entry_point"]] == "spark_sensitivity.cli:main"
+    assert wheel_task["package_name"] == "spark_sensitivity"
+    command, *args = wheel_task["parameters"]
+    assert command == "select"
+    check_job_args(args, "databricks_job.json")
+    version = metadata.version(DISTRIBUTION)
+    (library,) = task["libraries"]
+    assert Path(library["whl"]).name == f"spark_sensitivity-{version}-py3-none-any.whl"
+
+
+def test_dockerfile():
+    text = (DEPLOY / "Dockerfile").read_text()
+    instructions = dockerfile_instructions(text)
+    (base,) = [value for key, value in instructions if key == "FROM"]
+    assert ":" in base and not base.endswith(":latest"), f"unpinned base image {base}"
+    python = re.match(r"python:(\d+\.\d+)-", base)[1]
+    env = dict(re.findall(r"(\w+)=(\S+)", dict(instructions)["ENV"]))
+    assert env["SPARK_HOME"] == f"/usr/local/lib/python{python}/site-packages/pyspark"
+    args = dict(value.split("=", 1) for key, value in instructions if key == "ARG")
+    assert args["SPARK_VERSION"] == pyspark.__version__
+    (spark_req,) = [Requirement(r) for r in metadata.requires(DISTRIBUTION) if r.startswith("pyspark")]
+    assert spark_req.specifier.contains(args["SPARK_VERSION"])
+
+    # Where COPY puts things, following WORKDIR; every source is in the repository and in the context.
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    workdir, placed = "/", {}
+    for key, value in instructions:
+        if key == "WORKDIR":
+            workdir = os.path.join(workdir, value)
+        elif key == "COPY":
+            *sources, dest = value.split()
+            for src in sources:
+                assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+                assert f"!{src}" in ignore or f"!{src}/**" in ignore, f"{src} is left out of the context"
+                target = os.path.normpath(os.path.join(workdir, dest))
+                placed[src] = os.path.join(target, Path(src).name) if dest.endswith("/") else target
+    assert os.path.join(placed["jobs"], "select_subset.py") == JOB_IN_IMAGE
+    entrypoint = json.loads(dict(instructions)["ENTRYPOINT"])
+    assert entrypoint == [placed["deploy/entrypoint.sh"]]
+    assert dict(instructions)["USER"] not in ("root", "0")
+
+    # The default command prints the job's flags: the console script exists and knows them.
+    program, *cmd_args = json.loads(dict(instructions)["CMD"])
+    assert program in {e.name for e in metadata.entry_points(group="console_scripts")}
+    with contextlib.redirect_stdout(io.StringIO()) as shown, pytest.raises(SystemExit) as done:
+        build_parser().parse_args(cmd_args)
+    assert done.value.code == 0 and "--sample-size" in shown.getvalue()
+
+    (example,) = job_commands(text)  # the docker run example in the header comment
+    check_job_args(example, "Dockerfile")
+
+
+def test_image_entrypoint_follows_spark_kubernetes():
+    script = DEPLOY / "entrypoint.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    passed = subprocess.run(
+        ["bash", str(script), "python", "-c", "print('ran')"], capture_output=True, text=True, timeout=60
+    )
+    assert passed.stdout == "ran\n", passed.stderr
+
+    # The executor's command: its flags, and the variables Spark sets on executor pods, must be the
+    # ones this Spark's Kubernetes executor uses.
+    text = script.read_text()
+    executor = text[text.index("java_opts=()") : text.index("  *)")]
+    (jar,) = (Path(pyspark.__file__).parent / "jars").glob("spark-kubernetes_*.jar")
+    with zipfile.ZipFile(jar) as classes:
+        main_class = re.search(r"org\.apache\.spark\.[\w.]+KubernetesExecutorBackend", executor)[0]
+        backend = classes.read(main_class.replace(".", "/") + "$.class")
+        constants = classes.read("org/apache/spark/deploy/k8s/Constants$.class")
+    flags = re.findall(r"(--[\w-]+) \"\$", executor)
+    assert len(flags) == 7 and all(flag.encode() in backend for flag in flags), flags
+    variables = set(re.findall(r"\$\{!?(SPARK_[A-Z_]+)", executor))
+    assert {"SPARK_DRIVER_URL", "SPARK_JAVA_OPT_"} <= variables
+    assert all(name.encode() in constants for name in variables), variables
+
+
+def test_readme_examples():
+    text = (DEPLOY / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    examples = [args for block in blocks for args in job_commands(block)]
+    assert examples, "no example runs the job"
+    for args in examples:
+        check_job_args(args, "deploy/README.md")
