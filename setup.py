@@ -23,6 +23,8 @@ setup(
         # Managed platforms (Databricks, EMR) bring their own Spark: pip must not install a second one.
         "spark": ["pyspark>=4.3,<4.4"],
         "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
+        # Delta Lake without the Delta jars: delta-rs through Spark's Python Data Source API.
+        "delta": ["deltalake>=1.6,<2"],
         # The HTML report draws its PNG figures with matplotlib.
         "report": ["matplotlib>=3.8"],
     },

@@ -16,4 +16,4 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[spark,test,report${EXTRAS:+,$EXTRAS}]"
+.venv/bin/python -m pip install -q -e ".[spark,test,report,delta${EXTRAS:+,$EXTRAS}]"

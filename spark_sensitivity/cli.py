@@ -13,6 +13,7 @@ from pathlib import Path
 from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.pipeline import SelectConfig, run_select
 from spark_sensitivity.redaction import redact_text
+from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
 from spark_sensitivity.storage import INPUT_FORMATS
 
 log = logging.getLogger("spark_sensitivity")
@@ -135,6 +136,12 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         "--drop-vector", action="store_true", help="leave the embedding column out of subset/"
     )
     output.add_argument(
+        "--output-format",
+        default="parquet",
+        choices=("parquet", "delta"),
+        help="subset/ as Parquet files (default) or as a Delta table written in one commit",
+    )
+    output.add_argument(
         "--report",
         action="store_true",
         help="also write report/index.html with PNG figures: cluster sizes and shares, sensitivity and "
@@ -167,6 +174,119 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
 
 
+REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
+
+
+def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
+    """The refresh flags: a saved model, the previous subset, and the newly appended rows only."""
+    parser.add_argument(
+        "--config",
+        help="YAML or JSON file of settings, keys named like the flags; flags on the command line override it",
+    )
+    data = parser.add_argument_group("input")
+    data.add_argument("--model", help="model/ folder of the previous select or refresh output (required)")
+    data.add_argument(
+        "--new-input",
+        help="the appended rows only: a path, or a catalog table name with --format table (required)",
+    )
+    data.add_argument(
+        "--format",
+        default="parquet",
+        choices=(*INPUT_FORMATS, "delta"),
+        help="format of --new-input (default: parquet)",
+    )
+    data.add_argument(
+        "--input-option",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a reader option for --new-input, repeatable (versionAsOf=N for a Delta table)",
+    )
+    data.add_argument(
+        "--previous-subset",
+        help="subset/ of the previous select or refresh output, or the subset's Delta table (required)",
+    )
+    data.add_argument(
+        "--subset-format",
+        default="parquet",
+        choices=SUBSET_FORMATS,
+        help="parquet: write the previous and the new draws to OUTPUT/subset; delta: append the new "
+        "draws to the --previous-subset table in one commit (default: parquet)",
+    )
+    method = parser.add_argument_group("sampling")
+    method.add_argument(
+        "--sample-size",
+        type=int,
+        help="draws from the new rows (default: the previous draws times the new rows' share of the "
+        "sensitivity mass, as one sample of the whole table would place them)",
+    )
+    method.add_argument("--seed", type=int, default=0, help="seed of the new draws (default: 0)")
+    method.add_argument(
+        "--max-cost-drift",
+        type=float,
+        default=MAX_COST_DRIFT,
+        help="advise a full re-fit when the new rows' mean cost under the saved centers exceeds the "
+        f"old rows' by this factor (default: {MAX_COST_DRIFT})",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--output",
+        help="output folder (required): model/, manifest.json and, with --subset-format parquet, "
+        "subset/ appear together or not at all",
+    )
+    output.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--spark-conf",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for the session this command starts, repeatable",
+    )
+    verbosity = run.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
+    verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
+
+
+def _refresh_summary(manifest: dict) -> str:
+    drift = manifest["cost_drift"]
+    version = manifest["subset_version"]
+    lines = [
+        f"added {manifest['m_new']} draws from {manifest['n_new']} new rows to {manifest['m_old']} "
+        f"previous draws ({manifest['n']} rows in all); cost drift "
+        f"{'n/a' if drift is None else f'{drift:.2f}'}; sum of weights {manifest['sum_of_weights']:.1f}",
+        f"subset: {manifest['subset']}" + ("" if version is None else f" (version {version})"),
+    ]
+    if manifest["refit_advised"]:
+        lines.append("a full re-fit is advised: " + "; ".join(manifest["refit_reasons"]))
+    return "\n".join(lines)
+
+
+def run_refresh_command(args: argparse.Namespace) -> int:
+    from spark_sensitivity.refresh import run_refresh
+
+    spark = spark_session("spark-sensitivity refresh", args.spark_conf, args.quiet, args.verbose)
+    manifest = run_refresh(
+        spark,
+        model_path=args.model,
+        new_input=args.new_input,
+        fmt=args.format,
+        input_options=dict(args.input_option),
+        previous_subset=args.previous_subset,
+        subset_format=args.subset_format,
+        output=args.output,
+        sample_size=args.sample_size,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        max_cost_drift=args.max_cost_drift,
+    )
+    if not args.quiet:
+        print(redact_text(_refresh_summary(manifest)))
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> SelectConfig:
     return SelectConfig(
         input=args.input,
@@ -192,6 +312,7 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         run_id=args.run_id,
         config_file=args.config,
         report=args.report,
+        output_format=args.output_format,
         loss_col=args.loss_col,
     )
 
@@ -267,6 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_select_arguments(select)
     select.set_defaults(run=run_select_command, required_flags=REQUIRED_SELECT_FLAGS)
+
+    refresh = commands.add_parser(
+        "refresh",
+        allow_abbrev=False,
+        help="add newly appended rows to a subset without reading the old rows",
+        description="Score only the new rows under a saved model, draw from them, and publish the "
+        "previous subset plus the new draws, weighted to stay unbiased for the whole table.",
+    )
+    add_refresh_arguments(refresh)
+    refresh.set_defaults(run=run_refresh_command, required_flags=REQUIRED_REFRESH_FLAGS)
 
     demo = commands.add_parser(
         "demo", help="run the selection on Fashion-MNIST and show how representative it is"

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from spark_sensitivity import __version__
+from spark_sensitivity.delta import read_delta, write_delta
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.redaction import redact, redact_text
 from spark_sensitivity.storage import AtomicOutput, read_input
@@ -53,6 +54,7 @@ class SelectConfig:
     config_file: str | None = None
     report: bool = False
     loss_col: str | None = None
+    output_format: str = "parquet"
 
 
 def resolve_output(config: SelectConfig) -> SelectConfig:
@@ -103,11 +105,12 @@ def _clusters_frame(spark: SparkSession, model: SensitivitySamplerModel) -> Data
     return spark.createDataFrame(rows, "cluster_id int, size long, cost double, center array<double>")
 
 
-def _check_written(
-    spark: SparkSession, out: AtomicOutput, id_col: str, drawn_rows: int, m: int
-) -> tuple[int, float]:
+def _read_subset(spark: SparkSession, path: str, output_format: str) -> DataFrame:
+    return read_delta(spark, path) if output_format == "delta" else spark.read.parquet(path)
+
+
+def _check_written(written: DataFrame, id_col: str, drawn_rows: int, m: int) -> tuple[int, float]:
     """Reads back the staged subset: one row per drawn id, and exactly m draws in total."""
-    written = spark.read.parquet(out.path("subset"))
     totals = written.agg(
         F.count(F.lit(1)).alias("rows"), F.sum("count").alias("draws"), F.sum("weight").alias("weights")
     ).first()
@@ -181,9 +184,15 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         )
 
         tick = time.perf_counter()
-        subset.write.parquet(out.path("subset"))
+        if config.output_format == "delta":
+            write_delta(subset, out.path("subset"))
+        else:
+            subset.write.parquet(out.path("subset"))
         _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
-        rows, weight_sum = _check_written(spark, out, config.id_col, drawn_rows, config.sample_size)
+        # The model (centers and cluster statistics) lets `refresh` add new rows later.
+        model.write().save(out.path("model"))
+        written = _read_subset(spark, out.path("subset"), config.output_format)
+        rows, weight_sum = _check_written(written, config.id_col, drawn_rows, config.sample_size)
         timings["write_seconds"] = round(time.perf_counter() - tick, 3)
         timings["total_seconds"] = round(time.perf_counter() - started, 3)
         log.info("stage write: %d rows, %.1f s", rows, timings["write_seconds"])

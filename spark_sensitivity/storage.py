@@ -15,13 +15,18 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-INPUT_FORMATS = ("parquet", "json", "csv", "orc", "table")
+INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "table")
 
 
 def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, str]) -> DataFrame:
     """The input as a DataFrame: a path in a file format, or a catalog table name (fmt='table')."""
     if fmt == "table":
         return spark.table(source)
+    if fmt == "delta":
+        from spark_sensitivity.delta import read_delta
+
+        version = options.get("versionAsOf")
+        return read_delta(spark, source, int(version) if version is not None else None)
     if fmt not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; expected one of {', '.join(INPUT_FORMATS)}")
     reader = spark.read.options(**options)
