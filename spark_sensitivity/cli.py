@@ -320,10 +320,12 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
 def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = False, verbose: bool = False):
     """The active session (under spark-submit) or a new one, local[*] unless a master is set."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    # Under spark-submit, its --conf values are already in SparkConf: defaults never override them.
+    # Under spark-submit, --master and --conf values are JVM system properties; SparkConf sees them
+    # only once the gateway is up. Defaults never override them.
+    SparkContext._ensure_initialized()
     submitted = SparkConf()
     defaults = {
         "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",

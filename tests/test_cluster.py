@@ -128,3 +128,17 @@ def test_a_worker_killed_mid_job_changes_nothing(cluster, shipped, undisturbed, 
     np.testing.assert_array_equal(got["count"], want["count"])
     np.testing.assert_allclose(got["weight"], want["weight"], rtol=1e-12)
     assert manifest["kmeans_cost"] == pytest.approx(reference["kmeans_cost"], rel=1e-12)
+
+
+def test_local_mode_gives_the_same_subset_as_the_cluster(spark, shipped, undisturbed, tmp_path):
+    from spark_sensitivity.cli import main
+
+    table, _, _ = shipped
+    out = tmp_path / "local"
+    assert main(["select", "--input", str(table), "--output", str(out), *JOB_ARGS, "--quiet"]) == 0
+    local, local_manifest = _selection(out)
+    remote, remote_manifest = _selection(undisturbed)
+    np.testing.assert_array_equal(local["id"], remote["id"])
+    np.testing.assert_array_equal(local["count"], remote["count"])
+    np.testing.assert_allclose(local["weight"], remote["weight"], rtol=1e-12)
+    assert local_manifest["kmeans_cost"] == pytest.approx(remote_manifest["kmeans_cost"], rel=1e-12)
