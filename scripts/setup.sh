@@ -16,4 +16,6 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[spark,test,report,delta${EXTRAS:+,$EXTRAS}]"
+# torch first, pinned: the CPU build of 2.13.0 (an unpinned torch would pull a multi-GB CUDA build).
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[spark,test,report,delta,text,image${EXTRAS:+,$EXTRAS}]"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spark_sensitivity.config import config_defaults, load_config_file
+from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
 from spark_sensitivity.pipeline import SelectConfig, run_select
 from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
@@ -172,6 +173,7 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="print errors only")
     verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
+    add_embed_arguments(parser)
 
 
 REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
@@ -313,6 +315,11 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         config_file=args.config,
         report=args.report,
         output_format=args.output_format,
+        embedder=args.embedder,
+        text_col=args.text_col,
+        image_col=args.image_col,
+        embed_batch_size=args.embed_batch_size,
+        embed_options=dict(args.embed_option),
         loss_col=args.loss_col,
     )
 
@@ -390,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_select_arguments(select)
     select.set_defaults(run=run_select_command, required_flags=REQUIRED_SELECT_FLAGS)
+
+    embed = commands.add_parser(
+        "embed",
+        allow_abbrev=False,
+        help="embed every row (text, images) and write a table of id + embedding",
+    )
+    add_embed_job_arguments(embed)
+    embed.set_defaults(run=run_embed_command, required_flags=())
 
     refresh = commands.add_parser(
         "refresh",

@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import pyspark
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from spark_sensitivity import __version__
 from spark_sensitivity.delta import read_delta, write_delta
+from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.redaction import redact, redact_text
 from spark_sensitivity.storage import AtomicOutput, read_input
@@ -55,6 +57,11 @@ class SelectConfig:
     report: bool = False
     loss_col: str | None = None
     output_format: str = "parquet"
+    embedder: str | None = None
+    text_col: str | None = None
+    image_col: str | None = None
+    embed_batch_size: int = 64
+    embed_options: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_output(config: SelectConfig) -> SelectConfig:
@@ -141,7 +148,27 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     started = time.perf_counter()
     log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
 
-    df = read_selection_input(spark, config)
+    embedded = embed_report = None
+    if config.embedder:
+        raw = read_input(spark, config.input, config.format, config.input_options)
+        embedded, embed_report = embed_frame(
+            raw,
+            embedder=config.embedder,
+            id_col=config.id_col,
+            text_col=config.text_col,
+            image_col=config.image_col,
+            output_col=config.vector_col,
+            batch_size=config.embed_batch_size,
+            on_invalid=config.on_invalid,
+            options=config.embed_options,
+        )
+        # k-means, the assignment pass and the final join all read the rows: embed them once.
+        embedded = embedded.persist(StorageLevel.MEMORY_AND_DISK)
+        embed_counts = embed_report.check()
+        df = embed_report.valid
+        log.info("stage embed: %d rows embedded with %s", embed_counts.embedded, config.embedder)
+    else:
+        df = read_selection_input(spark, config)
     if config.loss_col is not None:
         check_loss_column(df, config.loss_col)
     n_rows = df.count()
@@ -212,6 +239,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "sum_of_weights": weight_sum,
             "sum_of_sensitivities": stats.total_sensitivity,
             "sampling": model.lastSampleInfo,
+            "embedding": None
+            if embed_report is None
+            else {**embed_counts.as_dict(), "embedder": config.embedder, "fit": embed_report.fit_info},
             "timings": timings,
             "versions": {
                 "spark_sensitivity": __version__,
@@ -247,4 +277,6 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         raise
     finally:
         model.summary.release()
+        if embedded is not None:
+            embedded.unpersist()
     return manifest
