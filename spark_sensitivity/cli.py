@@ -15,7 +15,7 @@ from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_a
 from spark_sensitivity.pipeline import SelectConfig, run_select
 from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
-from spark_sensitivity.storage import INPUT_FORMATS
+from spark_sensitivity.storage import INPUT_FORMATS, OUTPUT_FORMATS
 
 log = logging.getLogger("spark_sensitivity")
 REQUIRED_SELECT_FLAGS = ("input", "output", "sample_size")
@@ -139,8 +139,14 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     output.add_argument(
         "--output-format",
         default="parquet",
-        choices=("parquet", "delta"),
-        help="subset/ as Parquet files (default) or as a Delta table written in one commit",
+        choices=OUTPUT_FORMATS,
+        help="format of subset/: parquet (default), delta (one commit), json, csv (embeddings as JSON "
+        "text) or orc",
+    )
+    output.add_argument(
+        "--output-table",
+        help="also register subset/ in the catalog under this name, after publishing (an external "
+        "table over the published files; an existing table is replaced only with --overwrite)",
     )
     output.add_argument(
         "--report",
@@ -315,6 +321,7 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         config_file=args.config,
         report=args.report,
         output_format=args.output_format,
+        output_table=args.output_table,
         embedder=args.embedder,
         text_col=args.text_col,
         image_col=args.image_col,

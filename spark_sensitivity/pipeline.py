@@ -19,11 +19,17 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from spark_sensitivity import __version__
-from spark_sensitivity.delta import read_delta, write_delta
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.redaction import redact, redact_text
-from spark_sensitivity.storage import AtomicOutput, read_input
+from spark_sensitivity.storage import (
+    AtomicOutput,
+    check_table_name,
+    read_input,
+    read_table,
+    register_table,
+    write_table,
+)
 
 log = logging.getLogger("spark_sensitivity")
 
@@ -57,6 +63,7 @@ class SelectConfig:
     report: bool = False
     loss_col: str | None = None
     output_format: str = "parquet"
+    output_table: str | None = None
     embedder: str | None = None
     text_col: str | None = None
     image_col: str | None = None
@@ -112,10 +119,6 @@ def _clusters_frame(spark: SparkSession, model: SensitivitySamplerModel) -> Data
     return spark.createDataFrame(rows, "cluster_id int, size long, cost double, center array<double>")
 
 
-def _read_subset(spark: SparkSession, path: str, output_format: str) -> DataFrame:
-    return read_delta(spark, path) if output_format == "delta" else spark.read.parquet(path)
-
-
 def _check_written(written: DataFrame, id_col: str, drawn_rows: int, m: int) -> tuple[int, float]:
     """Reads back the staged subset: one row per drawn id, and exactly m draws in total."""
     totals = written.agg(
@@ -144,6 +147,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     sampler._validate_params()
     out = AtomicOutput(spark, config.output, config.overwrite)
     out.check_destination()
+    if config.output_table:
+        check_table_name(spark, config.output_table, config.output_format, config.overwrite)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
@@ -211,14 +216,11 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         )
 
         tick = time.perf_counter()
-        if config.output_format == "delta":
-            write_delta(subset, out.path("subset"))
-        else:
-            subset.write.parquet(out.path("subset"))
+        write_table(subset, out.path("subset"), config.output_format)
         _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
         # The model (centers and cluster statistics) lets `refresh` add new rows later.
         model.write().save(out.path("model"))
-        written = _read_subset(spark, out.path("subset"), config.output_format)
+        written = read_table(spark, out.path("subset"), config.output_format)
         rows, weight_sum = _check_written(written, config.id_col, drawn_rows, config.sample_size)
         timings["write_seconds"] = round(time.perf_counter() - tick, 3)
         timings["total_seconds"] = round(time.perf_counter() - started, 3)
@@ -271,6 +273,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             manifest["report"] = "report/index.html"
         out.write_json("manifest.json", manifest)
         out.publish()
+        if config.output_table:
+            register_table(spark, config.output_table, f"{out.uri}/subset", config.output_format)
+            log.info("registered table %s", config.output_table)
         log.info("published %s in %.1f s", manifest["output"], time.perf_counter() - started)
     except BaseException:
         out.abort()

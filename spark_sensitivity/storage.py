@@ -14,6 +14,8 @@ import uuid
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefinedType
 
 INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "table")
 
@@ -37,6 +39,60 @@ def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, st
     return reader.format(fmt).load(source)
 
 
+OUTPUT_FORMATS = ("parquet", "delta", "json", "csv", "orc")
+
+
+def write_table(df: DataFrame, path: str, fmt: str) -> None:
+    """Writes a new table folder. CSV has no arrays or structs: those columns are written as JSON text."""
+    if fmt == "delta":
+        from spark_sensitivity.delta import write_delta
+
+        write_delta(df, path)
+        return
+    if fmt == "csv":
+        flat = (
+            F.to_json(F.col(f.name)) if _is_nested(f.dataType) else F.col(f.name) for f in df.schema.fields
+        )
+        df.select(
+            *(column.alias(f.name) for column, f in zip(flat, df.schema.fields, strict=True))
+        ).write.option("header", "true").csv(path)
+        return
+    df.write.format(fmt).save(path)
+
+
+def read_table(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """Reads a table folder written by :func:`write_table`."""
+    if fmt == "delta":
+        from spark_sensitivity.delta import read_delta
+
+        return read_delta(spark, path)
+    if fmt == "csv":
+        return spark.read.option("header", "true").option("inferSchema", "true").csv(path)
+    return spark.read.format(fmt).load(path)
+
+
+def check_table_name(spark: SparkSession, name: str, fmt: str, overwrite: bool) -> None:
+    """Fails before any work when a catalog table cannot be (re)registered for the output."""
+    if fmt == "delta":
+        raise ValueError(
+            "--output-table needs a file format (parquet, json, csv, orc); register a Delta subset with your Delta catalog"
+        )
+    if spark.catalog.tableExists(name) and not overwrite:
+        raise FileExistsError(f"table {name} already exists; pass --overwrite to replace it")
+
+
+def register_table(spark: SparkSession, name: str, path: str, fmt: str) -> None:
+    """Points a catalog table at a published folder (an external table: dropping it keeps the files)."""
+    if spark.catalog.tableExists(name):
+        spark.sql(f"DROP TABLE {name}")
+    options = {"header": "true", "inferSchema": "true"} if fmt == "csv" else {}
+    spark.catalog.createTable(name, path=path, source=fmt, **options)
+
+
+def _is_nested(dtype: DataType) -> bool:
+    return isinstance(dtype, (ArrayType, MapType, StructType, UserDefinedType))
+
+
 class AtomicOutput:
     """A destination folder that appears complete or not at all."""
 
@@ -52,6 +108,11 @@ class AtomicOutput:
         self.staging = str(self._Path(parent, f".{name}.staging-{run}"))
         self._replaced = self._Path(parent, f".{name}.replaced-{run}")
         self.overwrite = overwrite
+
+    @property
+    def uri(self) -> str:
+        """The destination as a fully qualified URI (what a catalog table must point at)."""
+        return str(self._fs.makeQualified(self._dest).toString())
 
     def exists(self) -> bool:
         return bool(self._fs.exists(self._dest))

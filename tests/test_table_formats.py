@@ -47,3 +47,25 @@ def test_delta_subset_then_delta_input_then_refresh(spark, tmp_path):
     assert pa.compute.sum(whole["count"]).as_py() == 200 + manifest["m_new"]
     assert abs(pa.compute.sum(whole["weight"]).as_py() / 3000 - 1) < 0.2
     assert DeltaTable(str(first / "subset"), version=0).to_pyarrow_table().num_rows == subset.count()
+
+
+def test_json_csv_outputs_and_a_catalog_table(spark, tmp_path, capsys):
+    write_gaussian_mixture(tmp_path / "in", n=900, dim=3, clusters=3, seed=1)
+    base = ["select", "--input", str(tmp_path / "in"), "--k", "3", "--sample-size", "60", "--quiet"]
+    for fmt in ("json", "csv"):
+        assert main([*base, "--output", str(tmp_path / fmt), "--output-format", fmt]) == 0
+        reader = spark.read.option("header", "true").option("inferSchema", "true")
+        subset = reader.format(fmt).load(str(tmp_path / fmt / "subset"))
+        assert subset.agg({"count": "sum"}).first()[0] == 60
+    table = "ss_subset_test"
+    assert main([*base, "--output", str(tmp_path / "t1"), "--output-table", table]) == 0
+    assert spark.table(table).agg({"count": "sum"}).first()[0] == 60
+    assert main([*base, "--output", str(tmp_path / "t2"), "--output-table", table]) == 2
+    assert f"table {table} already exists; pass --overwrite" in capsys.readouterr().err
+    assert not (tmp_path / "t2").exists()
+    assert (
+        main([*base, "--output", str(tmp_path / "t2"), "--output-table", table, "--overwrite", "--seed", "4"])
+        == 0
+    )
+    assert str(tmp_path / "t2" / "subset") in spark.table(table).inputFiles()[0]
+    spark.sql(f"DROP TABLE {table}")
