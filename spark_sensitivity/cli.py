@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from spark_sensitivity import evaluate
 from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
 from spark_sensitivity.pipeline import SelectConfig, run_select
@@ -159,6 +160,44 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="with --report: a numeric per-row loss column; the report compares its true mean (one more "
         "pass) with the subset's weighted estimates",
+    )
+
+    loss_aware = parser.add_argument_group("loss-aware mode (the paper's two rounds)")
+    loss_aware.add_argument(
+        "--mode",
+        default="model-free",
+        choices=("model-free", "loss-aware"),
+        help="model-free (default): s_i = v_i / Phi + 1 / n_j. loss-aware: first run writes "
+        "representatives/ (the row nearest each center); give the model's loss on them with "
+        "--rep-losses in a second run with the same settings to draw with s_i = loss(r_a(i)) + "
+        "lambda * ||x_i - r_a(i)||^z; subset/ then holds the representatives and the m draws (column role)",
+    )
+    loss_aware.add_argument(
+        "--rep-losses", help="loss-aware: table of id and loss covering every row of representatives/"
+    )
+    loss_aware.add_argument(
+        "--rep-losses-format",
+        default="parquet",
+        choices=INPUT_FORMATS,
+        help="format of --rep-losses (default: parquet)",
+    )
+    loss_aware.add_argument(
+        "--rep-loss-col", default="loss", help="loss column of --rep-losses (default: loss)"
+    )
+    loss_aware.add_argument(
+        "--lambda",
+        dest="loss_lambda",
+        type=float,
+        default=None,
+        help="loss-aware: weight of the distance term (default: balanced, lambda = sum of proxy losses / "
+        "sum of distances, so each term carries half of the mass)",
+    )
+    loss_aware.add_argument(
+        "--uniform-share",
+        type=float,
+        default=0.1,
+        help="loss-aware: share of the mass spread uniformly over the rows, so every row can be drawn "
+        "and weights stay bounded (default: 0.1; 0 = the paper's rule)",
     )
 
     run = parser.add_argument_group("running")
@@ -328,6 +367,12 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         embed_batch_size=args.embed_batch_size,
         embed_options=dict(args.embed_option),
         loss_col=args.loss_col,
+        mode=args.mode,
+        rep_losses=args.rep_losses,
+        rep_losses_format=args.rep_losses_format,
+        rep_loss_col=args.rep_loss_col,
+        loss_lambda=args.loss_lambda,
+        uniform_share=args.uniform_share,
     )
 
 
@@ -356,6 +401,12 @@ def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = 
 
 
 def _summary(manifest: dict) -> str:
+    if "next_step" in manifest:
+        return (
+            f"wrote the {manifest['representatives']} representatives of {manifest['n']} rows\n"
+            f"output: {manifest['output']} (representatives/, clusters/, manifest.json)\n"
+            f"next: {manifest['next_step']}"
+        )
     return (
         f"selected {manifest['m']} draws ({manifest['subset_rows']} distinct rows) from "
         f"{manifest['n']} rows in {manifest['nonempty_clusters']} clusters; k-means cost "
@@ -377,6 +428,14 @@ def run_select_command(args: argparse.Namespace) -> int:
     manifest = run_select(spark, config)
     if not args.quiet:
         print(redact_text(_summary(manifest)))
+    return 0
+
+
+def run_evaluate_command(args: argparse.Namespace) -> int:
+    spark = spark_session("spark-sensitivity evaluate", args.spark_conf, args.quiet)
+    report = evaluate.run_evaluate(spark, evaluate.config_from_args(args))
+    if not args.quiet:
+        print(evaluate.format_report(report))
     return 0
 
 
@@ -422,6 +481,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_refresh_arguments(refresh)
     refresh.set_defaults(run=run_refresh_command, required_flags=REQUIRED_REFRESH_FLAGS)
+
+    evaluation = commands.add_parser(
+        "evaluate",
+        allow_abbrev=False,
+        help="how well a scheme estimates the mean of a per-row loss, over many seeds, next to uniform",
+        description="Given a table with an id, an embedding and a loss for every row, select with each "
+        "scheme for every sample size and seed, and report the true mean loss, the weighted estimates, "
+        "and the RMSE of the relative error next to uniform sampling with the same loss evaluations.",
+    )
+    evaluate.add_arguments(evaluation)
+    evaluation.add_argument(
+        "--spark-conf",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, repeatable",
+    )
+    evaluation.add_argument("--quiet", action="store_true", help="print errors only")
+    evaluation.set_defaults(run=run_evaluate_command, required_flags=())
 
     demo = commands.add_parser(
         "demo", help="run the selection on Fashion-MNIST and show how representative it is"

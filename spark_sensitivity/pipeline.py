@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
-from spark_sensitivity import __version__
+from spark_sensitivity import __version__, lossaware
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.redaction import redact, redact_text
@@ -64,6 +64,12 @@ class SelectConfig:
     loss_col: str | None = None
     output_format: str = "parquet"
     output_table: str | None = None
+    mode: str = "model-free"
+    rep_losses: str | None = None
+    rep_losses_format: str = "parquet"
+    rep_loss_col: str = "loss"
+    loss_lambda: float | None = None
+    uniform_share: float = lossaware.DEFAULT_UNIFORM_SHARE
     embedder: str | None = None
     text_col: str | None = None
     image_col: str | None = None
@@ -138,6 +144,10 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     if config.sample_size < 1:
         raise ValueError(f"--sample-size must be at least 1, got {config.sample_size}")
     config = resolve_output(config)
+    if config.mode not in ("model-free", "loss-aware"):
+        raise ValueError(f"--mode must be model-free or loss-aware, got {config.mode!r}")
+    if config.rep_losses is not None and config.mode != "loss-aware":
+        raise ValueError("--rep-losses needs --mode loss-aware")
     if config.loss_col is not None and not config.report:
         raise ValueError("--loss-col is used by the report only; add --report")
     if config.report:
@@ -202,10 +212,27 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         timings["assign_reduce_seconds"],
     )
 
+    if config.mode == "loss-aware" and config.rep_losses is None:
+        try:
+            return _publish_representatives(spark, config, out, model, n_rows, started)
+        finally:
+            model.summary.release()
+            if embedded is not None:
+                embedded.unpersist()
+
     try:
         tick = time.perf_counter()
         drop = (config.vector_col,) if config.drop_vector else ()
-        subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
+        loss_aware: dict[str, Any] = {}
+        if config.mode == "loss-aware":
+            lossaware.model_representatives(model).coalesce(1).write.parquet(out.path("representatives"))
+            losses = read_input(spark, config.rep_losses, config.rep_losses_format, {})
+            subset, loss_aware = lossaware.select_with_roles(
+                model, losses, config.sample_size, config.seed, config.rep_loss_col,
+                config.loss_lambda, config.uniform_share, drop,
+            )  # fmt: skip
+        else:
+            subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
         drawn_rows = subset.count()
         timings["sample_seconds"] = round(time.perf_counter() - tick, 3)
         log.info(
@@ -239,7 +266,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "kmeans_cost": stats.total_cost,
             "kmeans_fit": info,
             "sum_of_weights": weight_sum,
-            "sum_of_sensitivities": stats.total_sensitivity,
+            "sum_of_sensitivities": loss_aware.pop("sum_of_sensitivities", stats.total_sensitivity),
+            "mode": config.mode,
+            **({"loss_aware": loss_aware} if loss_aware else {}),
             "sampling": model.lastSampleInfo,
             "embedding": None
             if embed_report is None
@@ -284,4 +313,41 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         model.summary.release()
         if embedded is not None:
             embedded.unpersist()
+    return manifest
+
+
+def _publish_representatives(
+    spark: SparkSession,
+    config: SelectConfig,
+    out: AtomicOutput,
+    model: SensitivitySamplerModel,
+    n_rows: int,
+    started: float,
+) -> dict[str, Any]:
+    """Loss-aware step 1 (no --rep-losses yet): publishes representatives/, clusters/ and a manifest
+    that says what to do next."""
+    try:
+        lossaware.model_representatives(model).coalesce(1).write.parquet(out.path("representatives"))
+        _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
+        reps = spark.read.parquet(out.path("representatives")).count()
+        manifest = redact(
+            {
+                "run_id": config.run_id,
+                "parameters": dataclasses.asdict(config),
+                "mode": config.mode,
+                "n": n_rows,
+                "k": config.k,
+                "representatives": reps,
+                "next_step": "compute the model's loss on the rows of representatives/ (a table of id, "
+                "loss) and run again with the same input, seed and k-means settings plus --rep-losses",
+                "timings": {"total_seconds": round(time.perf_counter() - started, 3)},
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "output": config.output,
+            }
+        )
+        out.write_json("manifest.json", manifest)
+        out.publish()
+    except BaseException:
+        out.abort()
+        raise
     return manifest

