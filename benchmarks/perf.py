@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class Entry(NamedTuple):
-    """One timed pipeline: its name in the results, the pipeline, a library variant, driver threads."""
+    """One timed pipeline: its name in the results, the pipeline, the k-means engine, driver threads."""
 
     key: str
     name: str
-    variant: str
+    engine: str
     threads: int
 
 
@@ -62,15 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     runs = parser.add_argument_group("runs")
     runs.add_argument("--pipelines", default=",".join(PIPELINES), help="subset of " + ",".join(PIPELINES))
     runs.add_argument(
-        "--variants",
-        default="shipped,numpy-fit",
-        help="library variants of the project pipeline (perf_variants.py; default: shipped,numpy-fit)",
+        "--engines",
+        default="driver,mllib",
+        help="k-means engines (--fit-engine) the project pipeline is timed with (default: driver,mllib)",
     )
     runs.add_argument("--repeats", type=int, default=3, help="runs of each pipeline (default: 3)")
     runs.add_argument(
         "--once",
-        default="naive,project[shipped],sklearn",
-        help="pipelines run in the first round only, the slow ones (default: naive,project[shipped],sklearn)",
+        default="naive,project[mllib],sklearn",
+        help="pipelines run in the first round only, the slow ones (default: naive,project[mllib],sklearn)",
     )
     runs.add_argument(
         "--batch-rows",
@@ -80,10 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument(
         "--local-threads",
         type=int,
-        default=1,
-        help="BLAS and OpenMP threads of the work in the driver process: scikit-learn, the numpy-fit "
-        "variant (default: 1; on a shared machine a second thread that waits for a busy core costs "
-        "more than it gives)",
+        default=os.cpu_count(),
+        help="BLAS and OpenMP threads of the work in the driver process: scikit-learn, the driver "
+        "k-means engine (default: the cores; on a busy shared machine 1 is faster, as a thread that waits "
+        "for a busy core holds up the others)",
     )
     runs.add_argument("--faiss-threads", default="1,2", help="faiss is timed with each (default: 1,2)")
     runs.add_argument("--no-scaling", action="store_true", help="skip the n and 2n runs")
@@ -91,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "--scale-repeats", type=int, default=2, help="alternated fresh runs at n and 2n (default: 2)"
     )
     runs.add_argument(
-        "--scale-variant",
-        default="numpy-fit",
-        help="library variant of the n and 2n runs (default: numpy-fit)",
+        "--scale-engine",
+        default="driver",
+        help="k-means engine of the n and 2n runs (default: driver)",
     )
     spark = parser.add_argument_group("spark")
     spark.add_argument("--master", default="local[*]")
@@ -166,7 +166,7 @@ def _run_pipeline(spark: Any, entry: Entry, data: str, out: str, args: argparse.
     before = load()
     with threadpool_limits(limits=entry.threads):
         if entry.name == "project":
-            result = perf_pipelines.project(spark, data, out, variant=entry.variant, **params)
+            result = perf_pipelines.project(spark, data, out, engine=entry.engine, **params)
         elif entry.name == "naive":
             result = perf_pipelines.naive(spark, data, out, **params)
         else:
@@ -192,7 +192,7 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
     entries = []
     for name in args.pipelines.split(","):
         if name == "project":
-            entries += [Entry(f"project[{v}]", name, v, args.local_threads) for v in args.variants.split(",")]
+            entries += [Entry(f"project[{e}]", name, e, args.local_threads) for e in args.engines.split(",")]
         elif name == "faiss":
             entries += [Entry(f"faiss[{t}t]", name, "-", int(t)) for t in args.faiss_threads.split(",")]
         else:
@@ -246,7 +246,7 @@ def child_scale(args: argparse.Namespace, data: dict) -> dict:
     spark = spark_session(args)
     memory = DriverMemory(spark)
     with tempfile.TemporaryDirectory(prefix="perf-") as out:
-        entry = Entry("project", "project", args.scale_variant, args.local_threads)
+        entry = Entry("project", "project", args.scale_engine, args.local_threads)
         _warm_up(spark, args, data["warm"], [entry], out)
         reset = memory.reset()
         result = _run_pipeline(spark, entry, data["n"], f"{out}/run", args, args.seed)
@@ -299,8 +299,8 @@ def main() -> None:
     import perf_report
 
     started = time.perf_counter()
-    keys = ("rows", "dim", "k", "sample_size", "max_iter", "seed", "repeats", "once", "variants")
-    keys += ("local_threads", "faiss_threads", "scale_variant", "scale_repeats")
+    keys = ("rows", "dim", "k", "sample_size", "max_iter", "seed", "repeats", "once", "engines")
+    keys += ("local_threads", "faiss_threads", "scale_engine", "scale_repeats")
     settings = {key: getattr(args, key) for key in keys} | {"components": args.components or args.k}
     results: dict[str, Any] = {"settings": settings, "versions": versions(), "load_start": load()}
     print(f"perf: {settings}, load {results['load_start']}", flush=True)
@@ -327,7 +327,7 @@ def main() -> None:
         for repeat in range(args.scale_repeats):
             for label, path in (("n", data["n"]), ("2n", doubled)):
                 print(
-                    f"select job alone at {label} ({args.scale_variant}), fresh driver, run {repeat + 1}:",
+                    f"select job alone at {label} ({args.scale_engine}), fresh driver, run {repeat + 1}:",
                     flush=True,
                 )
                 result = run_child(args, "scale", {"n": path, "warm": warm})

@@ -52,18 +52,22 @@ class Stopwatch:
 
 
 def project(
-    spark: Any, data: str, out: str, k: int, m: int, seed: int, max_iter: int, variant: str
+    spark: Any, data: str, out: str, k: int, m: int, seed: int, max_iter: int, engine: str
 ) -> dict[str, Any]:
-    """The select job with ``variant`` of the library (see perf_variants)."""
-    from perf_variants import applied
-
+    """The select job, its k-means fitted by ``engine`` (--fit-engine)."""
     from spark_sensitivity.pipeline import SelectConfig, run_select
 
     config = SelectConfig(
-        input=data, output=out, sample_size=m, k=k, seed=seed, max_iter=max_iter, overwrite=True
+        input=data,
+        output=out,
+        sample_size=m,
+        k=k,
+        seed=seed,
+        max_iter=max_iter,
+        fit_engine=engine,
+        overwrite=True,
     )
-    with applied(variant):
-        manifest = run_select(spark, config)
+    manifest = run_select(spark, config)
     timings = manifest["timings"]
     stages = {
         stage: timings[f"{stage}_seconds"] for stage in ("read", "kmeans", "assign_reduce", "sample", "write")

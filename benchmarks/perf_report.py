@@ -42,10 +42,8 @@ def _assignment(results: dict, gemm_gflops: float) -> dict[str, Any]:
     table = {}
     for batch, row in results["compare"]["assignment"].items():
         entry = dict(row) | {"gemm_floor_seconds": round(floor, 3)}
-        for name in ("assign", "assign_lean"):
-            kernel = row[f"{name}_seconds"] - row["scan_arrow_seconds"]
-            entry[f"{name}_kernel_seconds"] = round(kernel, 3)
-            entry[f"{name}_floor_share"] = round(floor / row[f"{name}_seconds"], 3)
+        entry["assign_kernel_seconds"] = round(row["assign_seconds"] - row["scan_arrow_seconds"], 3)
+        entry["assign_floor_share"] = round(floor / row["assign_seconds"], 3)
         table[batch] = entry
     return table
 
@@ -80,7 +78,7 @@ def _projection(results: dict, summary: dict) -> dict[str, Any]:
     bytes_ratio = (TARGET_ROWS * TARGET_DIM) / (n * d)
     scan_core_s = batch["scan_seconds"] * cores * bytes_ratio
     arrow_core_s = batch["scan_arrow_seconds"] * cores * bytes_ratio
-    kernel_core_s = max(batch["assign_lean_kernel_seconds"], 0.0) * cores
+    kernel_core_s = max(batch["assign_kernel_seconds"], 0.0) * cores
     fit_rows = project["fit_rows"]
     # The k-means stage scans all rows once to draw its sample; the rest is the fit, which ran on
     # the driver with --local-threads threads.
@@ -127,8 +125,10 @@ def _projection(results: dict, summary: dict) -> dict[str, Any]:
 def summarize(results: dict) -> dict[str, Any]:
     s = results["settings"]
     pipelines = {key: _pipeline_summary(runs) for key, runs in results["compare"]["runs"].items() if runs}
-    # Spark runs one single-threaded task per core: the limit is the 1-thread rate times the cores.
-    gemm = round(results["gemm"]["assign_shape_gflops_1t"] * int(results["versions"]["cpus"]), 1)
+    # Spark runs one single-threaded task per core: the limit is the best 1-thread rate (the
+    # assignment's shape or a square product) times the cores.
+    best = max(results["gemm"]["assign_shape_gflops_1t"], results["gemm"]["square_gflops_1t"])
+    gemm = round(best * int(results["versions"]["cpus"]), 1)
     summary: dict[str, Any] = {"pipelines": pipelines, "gemm_limit_gflops": gemm, "rows": s["rows"]}
     projects = [key for key in pipelines if key.startswith("project")]
     summary["best_project"] = min(projects, key=lambda key: pipelines[key]["seconds"], default=None)
@@ -198,16 +198,15 @@ def _targets(summary: dict) -> list[dict[str, Any]]:
             ratio = value["this_over_faiss"]
             out.append(_target(f"{key}: this time / faiss time", "<= 2", ratio, ratio <= 2))
     for batch, row in summary.get("assignment", {}).items():
-        for name, label in (("assign", "shipped"), ("assign_lean", "lean-assign")):
-            share = row[f"{name}_floor_share"]
-            out.append(
-                _target(
-                    f"assignment pass ({label}, batches of {batch}) at the GEMM limit",
-                    ">= 50%",
-                    f"{share:.0%}",
-                    share >= 0.5,
-                )
+        share = row["assign_floor_share"]
+        out.append(
+            _target(
+                f"assignment pass (batches of {batch}) at the GEMM limit",
+                ">= 50%",
+                f"{share:.0%}",
+                share >= 0.5,
             )
+        )
     scaling = summary.get("scaling")
     if scaling:
         out.append(_target("t(2n) / t(n)", "<= 2.2", scaling["ratio"], scaling["ratio"] <= 2.2))
@@ -256,7 +255,7 @@ def markdown(results: dict, summary: dict) -> str:
     s, v = results["settings"], results["versions"]
     command = (
         f"python benchmarks/perf.py --rows {s['rows']} --dim {s['dim']} --k {s['k']} --sample-size "
-        f"{s['sample_size']} --repeats {s['repeats']} --once {s['once']} --variants {s['variants']}"
+        f"{s['sample_size']} --repeats {s['repeats']} --once {s['once']} --engines {s['engines']}"
     )
     lines = [
         f"Measured {dt.date.today():%Y-%m-%d} with `{command}` ({results['benchmark_seconds'] / 60:.0f} min in all):",
@@ -308,27 +307,25 @@ def markdown(results: dict, summary: dict) -> str:
             "",
             f"The assignment pass alone (median of {s['repeats']} runs, written to Spark's noop sink), "
             f"{s['rows']:,} x {s['k']} x {s['dim']} multiply-adds; the GEMM floor is that work at "
-            f"{summary['gemm_limit_gflops']} GFLOP/s (the 1-thread rate as set, times the cores: Spark runs "
-            "one single-threaded task per core). Kernel = pass - (scan + Arrow):",
+            f"{summary['gemm_limit_gflops']} GFLOP/s (the best 1-thread rate as set, times the cores: Spark "
+            "runs one single-threaded task per core). Kernel = pass - (scan + Arrow):",
             "",
-            "| Arrow batch rows | scan (JVM) | scan + Arrow to Python | pass, shipped | its kernel | "
-            "pass, lean-assign | its kernel | GEMM floor | floor / pass, shipped | lean-assign | load |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+            "| Arrow batch rows | scan (JVM) | scan + Arrow to Python | assignment pass | its kernel | "
+            "GEMM floor | floor / pass | load |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for batch, row in summary["assignment"].items():
             lines.append(
                 f"| {int(batch):,} | {row['scan_seconds']} | {row['scan_arrow_seconds']} | "
-                f"{row['assign_seconds']} | {row['assign_kernel_seconds']} | {row['assign_lean_seconds']} | "
-                f"{row['assign_lean_kernel_seconds']} | {row['gemm_floor_seconds']} | "
-                f"{row['assign_floor_share']:.0%} | {row['assign_lean_floor_share']:.0%} | "
-                f"{row['load'][0]}-{row['load'][1]} |"
+                f"{row['assign_seconds']} | {row['assign_kernel_seconds']} | {row['gemm_floor_seconds']} | "
+                f"{row['assign_floor_share']:.0%} | {row['load'][0]}-{row['load'][1]} |"
             )
     scaling = summary.get("scaling")
     if scaling:
         one, two = scaling["n"], scaling["2n"]
         lines += [
             "",
-            f"The select job alone ({s['scale_variant']}) at n and 2n, each run in a fresh process after a "
+            f"The select job alone (k-means engine: {s['scale_engine']}) at n and 2n, each run in a fresh process after a "
             f"warm-up, alternated {s['scale_repeats']} times (medians); driver peaks counted from the end "
             "of the warm-up:",
             "",
@@ -361,7 +358,7 @@ def markdown(results: dict, summary: dict) -> str:
             "",
             f"Projection to {TARGET_ROWS:,} rows x {TARGET_DIM} ({proj['scan_tib']} TiB of float32 per full scan) "
             f"on {CLUSTER_CORES} executor cores and a {DRIVER_CORES}-core driver, for {summary['best_project']} "
-            "(the fastest variant above): core-seconds per byte, per multiply-add and per row measured "
+            "(the fastest engine above): core-seconds per byte, per multiply-add and per row measured "
             "here, times the work there, spread evenly over the cores:",
         ]
         for target_k, row in ((key, value) for key, value in proj.items() if isinstance(value, dict)):

@@ -119,6 +119,21 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         help="fit k-means on about this many rows per center, then assign all rows; 0 = fit on all "
         "rows (default: 256)",
     )
+    method.add_argument(
+        "--fit-engine",
+        default="auto",
+        choices=("auto", "driver", "mllib"),
+        help="where k-means fits its sample: driver = collected and fitted in numpy (fast while the "
+        "sample is small), mllib = MLlib's distributed KMeans, auto = the driver while the sample "
+        "fits --driver-fit-max-mb and a quarter of the driver's heap (default: auto)",
+    )
+    method.add_argument(
+        "--driver-fit-max-mb",
+        type=int,
+        default=512,
+        help="largest fit sample, in MiB of float32, that --fit-engine auto fits on the driver "
+        "(default: 512)",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -352,6 +367,8 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         init_steps=args.init_steps,
         fit_fraction=args.fit_fraction,
         points_per_center=args.points_per_center,
+        fit_engine=args.fit_engine,
+        driver_fit_max_mb=args.driver_fit_max_mb,
         on_invalid=args.on_invalid,
         check_unique_ids=not args.skip_id_check,
         drop_vector=args.drop_vector,

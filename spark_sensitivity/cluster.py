@@ -1,4 +1,9 @@
-"""Stage 2: k-means centers (MLlib, distributed) and the assignment pass (numpy over Arrow batches)."""
+"""Stage 2: k-means centers (on the driver in numpy, or MLlib distributed) and the assignment pass.
+
+The fit runs on a bounded sample. When that sample is small enough, it is collected and fitted with
+:mod:`localkmeans` on the driver (float32 GEMM at the machine's rate); otherwise MLlib's distributed
+k-means fits it. The assignment pass is numpy over Arrow batches in every task.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ from pyspark.ml.clustering import KMeans
 from pyspark.ml.functions import array_to_vector
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity import rowrandom
+from spark_sensitivity import localkmeans, rowrandom
 from spark_sensitivity.vectors import batch_matrix, vector_values
 
 CLUSTER_COL = "cluster_id"
@@ -25,8 +30,10 @@ _FEATURES_TMP = "__ss_features"
 _HASH_TMP = "__ss_fit_hash"
 # Fixed so the fit sample's partitioning (and so MLlib's k-means) never depends on the input's.
 _FIT_ROWS_PER_PARTITION = 20_000
-# Bounds the (rows x k) score block of the assignment pass to 64 MiB of float32.
-SCORE_BLOCK_ELEMENTS = 1 << 24
+ENGINES = ("auto", "driver", "mllib")
+# The driver engine holds about four copies of the sample (the JVM's Arrow batches, the Arrow table,
+# the matrix, its transpose): 'auto' keeps the sample under a quarter of the driver's JVM heap.
+_DRIVER_HEAP_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class KMeansSettings:
     init_mode: str = "k-means||"
     init_steps: int = 2
     seed: int = 0
+    engine: str = "auto"
+    driver_max_bytes: int = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class KMeansFit:
     fit_rows: int
     iterations: int
     training_cost: float
+    engine: str
 
 
 def fit_sample(df: DataFrame, id_col: str, vector_col: str, fraction: float, seed: int) -> DataFrame:
@@ -62,47 +72,95 @@ def fit_sample(df: DataFrame, id_col: str, vector_col: str, fraction: float, see
     )
 
 
-def _most_common_length(sample: DataFrame) -> int:
+def _most_common_length(sample: DataFrame) -> tuple[int, int]:
+    """The most common embedding length in the sample (ties: the shortest) and its row count."""
     lengths = sample.groupBy(F.size(_VECTOR_TMP).alias("d")).count().collect()
     if not lengths:
         raise ValueError("the k-means fit sample has no valid embedding")
-    return int(max(lengths, key=lambda row: (row["count"], -row["d"]))["d"])
+    best = max(lengths, key=lambda row: (row["count"], -row["d"]))
+    return int(best["d"]), int(best["count"])
+
+
+def _driver_heap_bytes(sample: DataFrame) -> int:
+    return int(sample.sparkSession.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+
+
+def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int) -> str:
+    """The engine 'auto' resolves to: the driver while the float32 sample fits both
+    ``driver_max_bytes`` and a quarter of the driver's heap, MLlib beyond."""
+    if settings.engine != "auto":
+        return settings.engine
+    sample_bytes = rows * dim * 4
+    fits = sample_bytes <= min(settings.driver_max_bytes, heap_bytes // _DRIVER_HEAP_SHARE)
+    return "driver" if fits else "mllib"
 
 
 def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
-    """Runs MLlib k-means (block solver) on a sample made by :func:`fit_sample`.
+    """Fits k-means on a sample made by :func:`fit_sample`, with the engine ``settings`` names.
 
     The embedding length is the most common one in the sample; rows of another length are left out
-    of the fit (the assignment pass flags them). The sample is hash-partitioned into a number of
-    partitions fixed by its size and sorted, so MLlib sees the same rows in the same order however
-    the input was partitioned.
+    of the fit (the assignment pass flags them). Either engine sees the sample in row-hash order, so
+    the centers do not depend on how the input was partitioned.
     """
-    sample = sample.persist()  # read the input once: measured, counted, then repartitioned from cache
-    ordered = None
+    if settings.engine not in ENGINES:
+        raise ValueError(f"k-means engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
+    sample = sample.persist()  # read the input once: measured, counted, then fitted from the cache
     try:
-        dim = _most_common_length(sample)
-        sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
-        rows = sample_of_dim.count()
+        dim, rows = _most_common_length(sample)
         if rows < settings.k:
             raise ValueError(
                 f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; "
                 "lower --k or raise --fit-fraction"
             )
-        # MLlib's block solver fails with an index error when k exceeds the distinct points.
-        distinct = sample_of_dim.select(_VECTOR_TMP).distinct().limit(settings.k).count()
-        if distinct < settings.k:
-            raise ValueError(
-                f"k={settings.k} is larger than the {distinct} distinct points in the k-means fit "
-                "sample; lower --k"
-            )
-        partitions = max(1, math.ceil(rows / _FIT_ROWS_PER_PARTITION))
-        features = array_to_vector(F.col(_VECTOR_TMP).cast("array<double>")).alias(_FEATURES_TMP)
-        ordered = (
-            sample_of_dim.select(_HASH_TMP, features)
-            .repartition(partitions, _HASH_TMP)
-            .sortWithinPartitions(_HASH_TMP)
-            .persist()
-        )
+        sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
+        engine = choose_engine(settings, rows, dim, _driver_heap_bytes(sample))
+        if engine == "driver":
+            return _fit_on_driver(sample_of_dim, dim, settings)
+        return _fit_mllib(sample_of_dim, rows, settings)
+    finally:
+        sample.unpersist()
+
+
+def _too_few_distinct(k: int, distinct: int) -> ValueError:
+    return ValueError(
+        f"k={k} is larger than the {distinct} distinct points in the k-means fit sample; lower --k"
+    )
+
+
+def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMeansFit:
+    """Collects the sample (about pointsPerCenter * k rows, whatever n is) and fits it in numpy."""
+    table = sample.select(_HASH_TMP, F.col(_VECTOR_TMP).cast("array<float>")).toArrow()
+    matrix, _ = batch_matrix(table.column(1), dim)  # fit_sample kept finite rows only
+    order = np.argsort(table.column(0).to_numpy(), kind="stable")
+    del table
+    x = np.ascontiguousarray(matrix[order], dtype=np.float32)
+    del matrix
+    distinct = len(localkmeans.distinct_rows(x))
+    if distinct < settings.k:
+        raise _too_few_distinct(settings.k, distinct)
+    centers, iterations, cost = localkmeans.fit(
+        x, settings.k, settings.max_iter, settings.tol, settings.init_mode, settings.init_steps, settings.seed
+    )
+    return KMeansFit(centers, len(x), iterations, cost, "driver")
+
+
+def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeansFit:
+    """MLlib k-means (block solver) on the sample, hash-partitioned into a number of partitions fixed
+    by its size and sorted, so MLlib sees the same rows in the same order however the input was
+    partitioned."""
+    # MLlib's block solver fails with an index error when k exceeds the distinct points.
+    distinct = sample.select(_VECTOR_TMP).distinct().limit(settings.k).count()
+    if distinct < settings.k:
+        raise _too_few_distinct(settings.k, distinct)
+    partitions = max(1, math.ceil(rows / _FIT_ROWS_PER_PARTITION))
+    features = array_to_vector(F.col(_VECTOR_TMP).cast("array<double>")).alias(_FEATURES_TMP)
+    ordered = (
+        sample.select(_HASH_TMP, features)
+        .repartition(partitions, _HASH_TMP)
+        .sortWithinPartitions(_HASH_TMP)
+        .persist()
+    )
+    try:
         model = KMeans(
             featuresCol=_FEATURES_TMP,
             k=settings.k,
@@ -116,11 +174,9 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
         ).fit(ordered)
         summary = model.summary
         centers = np.array(model.clusterCenters(), dtype=np.float64)
-        fit = KMeansFit(centers, rows, summary.numIter, summary.trainingCost)
+        fit = KMeansFit(centers, rows, summary.numIter, summary.trainingCost, "mllib")
     finally:
-        if ordered is not None:
-            ordered.unpersist()
-        sample.unpersist()
+        ordered.unpersist()
     if len(centers) < settings.k:
         raise ValueError(
             f"k={settings.k} is larger than the {len(centers)} distinct points k-means found in the "
@@ -135,19 +191,8 @@ def nearest_centers(points: np.ndarray, centers: np.ndarray, z: int) -> tuple[np
     The arg-min uses a float32 matrix product (the hot loop); the cost of the chosen center is then
     computed exactly in float64, so it does not depend on how rows are grouped into batches.
     """
-    n = len(points)
-    centers32 = centers.astype(np.float32)
-    minus_two_ct = np.ascontiguousarray(-2.0 * centers32.T)
-    center_sq = (centers32 * centers32).sum(axis=1)
-    points32 = points.astype(np.float32, copy=False)
-    assignment = np.empty(n, dtype=np.int32)
-    step = max(1, SCORE_BLOCK_ELEMENTS // len(centers))
-    for start in range(0, n, step):
-        scores = points32[start : start + step] @ minus_two_ct
-        scores += center_sq
-        assignment[start : start + step] = scores.argmin(axis=1)
-    diff = points.astype(np.float64, copy=False) - centers[assignment]
-    cost = np.einsum("ij,ij->i", diff, diff)
+    assignment = localkmeans.nearest(points, centers)
+    cost = localkmeans.squared_distances(points, centers, assignment)
     return assignment, (np.sqrt(cost) if z == 1 else cost)
 
 
@@ -166,27 +211,34 @@ def assign(
     centers: np.ndarray,
     z: int,
     derived: DerivedColumns | None = None,
+    keep_vector: bool = True,
 ) -> DataFrame:
     """``df`` plus ``cluster_id`` and ``cost`` (null where the embedding is invalid), in one pass.
 
     Runs as mapInArrow: each Arrow record batch becomes one numpy matrix; the other columns pass
     through untouched. ``derived`` adds columns computed from the assignment in the same pass.
+    ``keep_vector=False`` leaves the embedding out of the result, so it never travels back from
+    Python to the JVM.
     """
     dim = centers.shape[1]
-    work = df.withColumn(_VECTOR_TMP, vector_values(df, vector_col))
+    values = vector_values(df, vector_col)  # checks the column's type
+    if isinstance(df.schema[vector_col].dataType, ArrayType):
+        work, source = df, vector_col  # read in place: Arrow carries the embedding once
+    else:
+        work, source = df.withColumn(_VECTOR_TMP, values), _VECTOR_TMP
+    kept = [field for field in df.schema.fields if keep_vector or field.name != vector_col]
+    dropped = sorted({source, vector_col} - ({vector_col} if keep_vector else set()))
     extra_fields = derived.fields if derived is not None else []
     out_schema = StructType(
-        list(df.schema.fields)
-        + [StructField(CLUSTER_COL, IntegerType()), StructField(COST_COL, DoubleType())]
-        + extra_fields
+        kept + [StructField(CLUSTER_COL, IntegerType()), StructField(COST_COL, DoubleType())] + extra_fields
     )
 
     def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            matrix, valid = batch_matrix(batch.column(_VECTOR_TMP), dim)
+            matrix, valid = batch_matrix(batch.column(source), dim)
             assignment, cost = nearest_centers(matrix, centers, z)
             invalid = ~valid
-            out = batch.drop_columns([_VECTOR_TMP])
+            out = batch.drop_columns(dropped)
             out = out.append_column(
                 CLUSTER_COL, pa.array(assignment, type=pa.int32(), mask=invalid)
             ).append_column(COST_COL, pa.array(cost, type=pa.float64(), mask=invalid))

@@ -63,6 +63,19 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
         "fit k-means on about pointsPerCenter * k rows (0: all rows); used when fitFraction is unset",
         TypeConverters.toInt,
     )
+    fitEngine: Param[str] = Param(
+        Params._dummy(),
+        "fitEngine",
+        "where k-means fits its sample: 'driver' (numpy), 'mllib' (distributed), or 'auto' (the driver "
+        "while the sample fits driverFitMaxMB and a quarter of the driver's heap)",
+        TypeConverters.toString,
+    )
+    driverFitMaxMB: Param[int] = Param(
+        Params._dummy(),
+        "driverFitMaxMB",
+        "largest fit sample (float32 MiB) fitEngine='auto' fits on the driver",
+        TypeConverters.toInt,
+    )
     checkUniqueIds: Param[bool] = Param(
         Params._dummy(),
         "checkUniqueIds",
@@ -89,6 +102,8 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
             initMode="k-means||",
             initSteps=2,
             pointsPerCenter=256,
+            fitEngine="auto",
+            driverFitMaxMB=512,
             onInvalid="fail",
             checkUniqueIds=True,
         )
@@ -114,6 +129,12 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
     def getPointsPerCenter(self) -> int:
         return self.getOrDefault(self.pointsPerCenter)
 
+    def getFitEngine(self) -> str:
+        return self.getOrDefault(self.fitEngine)
+
+    def getDriverFitMaxMB(self) -> int:
+        return self.getOrDefault(self.driverFitMaxMB)
+
     def getOnInvalid(self) -> str:
         return self.getOrDefault(self.onInvalid)
 
@@ -132,6 +153,12 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
             raise ValueError(f"fitFraction must be in (0, 1], got {fraction}")
         if self.getPointsPerCenter() < 0:
             raise ValueError(f"pointsPerCenter must be >= 0, got {self.getPointsPerCenter()}")
+        if self.getFitEngine() not in cluster.ENGINES:
+            raise ValueError(
+                f"fitEngine must be one of {', '.join(cluster.ENGINES)}, got {self.getFitEngine()!r}"
+            )
+        if self.getDriverFitMaxMB() < 0:
+            raise ValueError(f"driverFitMaxMB must be >= 0, got {self.getDriverFitMaxMB()}")
         if self.getOnInvalid() not in ("fail", "skip"):
             raise ValueError(f"onInvalid must be 'fail' or 'skip', got {self.getOnInvalid()!r}")
 
@@ -169,8 +196,8 @@ class SensitivitySampler(
 ):
     """Clustering-based sensitivity sampling (Axiotis et al., ICML 2024) as a Spark ML Estimator.
 
-    ``fit`` runs distributed k-means (MLlib, block solver) on a deterministic sample of the rows,
-    assigns every row to its nearest center in one pass, and reduces the per-cluster sizes and
+    ``fit`` runs k-means on a deterministic sample of the rows (on the driver in numpy while the
+    sample is small, else MLlib's distributed block solver), assigns every row to its nearest center in one pass, and reduces the per-cluster sizes and
     costs. The returned model scores rows (``transform``) and draws a weighted subset (``sample``).
 
     Parameters
@@ -190,6 +217,11 @@ class SensitivitySampler(
         Fit k-means on this fraction of the rows.
     pointsPerCenter : int, default 256
         When fitFraction is unset, fit on about ``pointsPerCenter * k`` rows (0: all rows).
+    fitEngine : {"auto", "driver", "mllib"}, default "auto"
+        Where k-means fits its sample. "driver" collects it and runs k-means|| and Lloyd in numpy
+        (float32 matrix products); "mllib" runs MLlib's distributed KMeans; "auto" picks the driver
+        while the float32 sample is at most driverFitMaxMB and a quarter of the driver's heap.
+    driverFitMaxMB : int, default 512
     checkUniqueIds : bool, default True
         Check that ids are unique before fitting (one shuffle of the id column).
     onInvalid : {"fail", "skip"}, default "fail"
@@ -217,6 +249,8 @@ class SensitivitySampler(
         initSteps: int = 2,
         fitFraction: float | None = None,
         pointsPerCenter: int = 256,
+        fitEngine: str = "auto",
+        driverFitMaxMB: int = 512,
         onInvalid: str = "fail",
         checkUniqueIds: bool = True,
     ):
@@ -252,6 +286,8 @@ class SensitivitySampler(
             init_mode=self.getInitMode(),
             init_steps=self.getInitSteps(),
             seed=seed,
+            engine=self.getFitEngine(),
+            driver_max_bytes=self.getDriverFitMaxMB() << 20,
         )
         started = time.perf_counter()
         fit_rows = cluster.fit_sample(dataset, id_col, self.getFeaturesCol(), fraction, seed)
@@ -263,8 +299,8 @@ class SensitivitySampler(
             self.getFeaturesCol(),
             kmeans.centers,
             self.getCostPower(),
-        ).drop(self.getFeaturesCol())
-        assigned = assigned.persist()
+            keep_vector=False,
+        ).persist()
         found = score.cluster_stats(assigned, self.getK())
         try:
             _check_rows(assigned, found, id_col, self.getFeaturesCol(), self.getOnInvalid())
@@ -275,6 +311,7 @@ class SensitivitySampler(
         model._info = {
             "fit_fraction": fraction,
             "fit_rows": kmeans.fit_rows,
+            "kmeans_engine": kmeans.engine,
             "kmeans_iterations": kmeans.iterations,
             "kmeans_fit_cost": kmeans.training_cost,
             "invalid_rows": found.invalid_vectors,
@@ -404,7 +441,8 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
                 self.getFeaturesCol(),
                 self._centers,
                 self.getCostPower(),
-            ).drop(self.getFeaturesCol())
+                keep_vector=False,
+            )
             assigned = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull()).persist()
             stats = score.cluster_stats(assigned, len(self._centers)).stats
             release = True

@@ -321,7 +321,8 @@ def _source_and_assignments(
         vector_col,
         np.array(model.clusterCenters()),
         model.getCostPower(),
-    ).drop(vector_col)
+        keep_vector=False,
+    )
     valid = assigned.where(F.col(CLUSTER_COL).isNotNull())
     return dataset, valid.persist() if persist else valid
 

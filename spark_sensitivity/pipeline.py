@@ -54,6 +54,8 @@ class SelectConfig:
     init_steps: int = 2
     fit_fraction: float | None = None
     points_per_center: int = 256
+    fit_engine: str = "auto"
+    driver_fit_max_mb: int = 512
     on_invalid: str = "fail"
     check_unique_ids: bool = True
     drop_vector: bool = False
@@ -111,6 +113,8 @@ def _sampler(config: SelectConfig) -> SensitivitySampler:
         initSteps=config.init_steps,
         fitFraction=config.fit_fraction,
         pointsPerCenter=config.points_per_center,
+        fitEngine=config.fit_engine,
+        driverFitMaxMB=config.driver_fit_max_mb,
         onInvalid=config.on_invalid,
         checkUniqueIds=config.check_unique_ids,
     )
@@ -198,8 +202,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     timings["assign_reduce_seconds"] = info.pop("assign_reduce_seconds")
     stats = model.clusterStats
     log.info(
-        "stage k-means: fitted on %d rows, %d iterations, %.1f s",
+        "stage k-means: fitted on %d rows (%s), %d iterations, %.1f s",
         info["fit_rows"],
+        info["kmeans_engine"],
         info["kmeans_iterations"],
         timings["kmeans_seconds"],
     )
@@ -220,6 +225,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             if embedded is not None:
                 embedded.unpersist()
 
+    subset = None
     try:
         tick = time.perf_counter()
         drop = (config.vector_col,) if config.drop_vector else ()
@@ -233,6 +239,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             )  # fmt: skip
         else:
             subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
+        # Counted, then written: without this the join with the input (a scan of all rows) runs twice.
+        subset = subset.persist()
         drawn_rows = subset.count()
         timings["sample_seconds"] = round(time.perf_counter() - tick, 3)
         log.info(
@@ -311,6 +319,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         raise
     finally:
         model.summary.release()
+        if subset is not None:
+            subset.unpersist()
         if embedded is not None:
             embedded.unpersist()
     return manifest

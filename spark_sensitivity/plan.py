@@ -8,7 +8,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.cluster import SCORE_BLOCK_ELEMENTS
+from spark_sensitivity.cluster import KMeansSettings, choose_engine
+from spark_sensitivity.localkmeans import SCORE_BLOCK_ELEMENTS
 from spark_sensitivity.pipeline import SelectConfig, read_selection_input, resolve_output
 from spark_sensitivity.redaction import redact
 from spark_sensitivity.storage import AtomicOutput
@@ -43,6 +44,10 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
     score_rows = min(batch_rows, max(1, SCORE_BLOCK_ELEMENTS // k))
     task_memory = batch_rows * d * 8 * 2 + score_rows * k * 4 + k * d * 12
+    settings = KMeansSettings(k=k, engine=config.fit_engine, driver_max_bytes=config.driver_fit_max_mb << 20)
+    heap = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    engine = choose_engine(settings, fit_rows, d, heap)
+    where = "on the driver in numpy" if engine == "driver" else "MLlib block solver (distributed)"
     exists = AtomicOutput(spark, config.output, config.overwrite).exists()
     return redact(
         {
@@ -57,7 +62,8 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "m": m,
             "stages": [
                 f"read: count {n} rows",
-                f"k-means: MLlib block solver on a {fraction:.4g} sample (about {fit_rows} rows), "
+                f"k-means: {where} on a {fraction:.4g} sample (about {fit_rows} rows, "
+                f"{fit_rows * d * 4 / 2**20:.0f} MiB as float32), "
                 f"at most {config.max_iter} iterations",
                 f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
                 f"sample: Poisson candidates (about {m + 6 * math.sqrt(m) + 10:.0f}), keep exactly {m} draws",

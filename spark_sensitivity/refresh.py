@@ -58,8 +58,8 @@ def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> Score
     _check_ids(new_rows, id_col, model.getCheckUniqueIds())
     centers = np.asarray(model.clusterCenters(), dtype=np.float64)
     assigned = cluster.assign(
-        new_rows.select(id_col, vector_col), vector_col, centers, model.getCostPower()
-    ).drop(vector_col)
+        new_rows.select(id_col, vector_col), vector_col, centers, model.getCostPower(), keep_vector=False
+    )
     assigned = assigned.persist()
     found = score.cluster_stats(assigned, len(centers))
     try:

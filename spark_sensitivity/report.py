@@ -253,6 +253,7 @@ def _run_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("seed", manifest.get("seed")),
         ("cost power z", parameters.get("z")),
         ("rows k-means was fitted on", fit.get("fit_rows")),
+        ("k-means engine", fit.get("kmeans_engine")),
         ("k-means iterations", fit.get("kmeans_iterations")),
         ("rows skipped for an invalid embedding", manifest.get("invalid_rows")),
         ("selection time in seconds", manifest.get("timings", {}).get("total_seconds")),

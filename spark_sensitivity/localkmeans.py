@@ -1,0 +1,157 @@
+"""k-means on one machine in numpy: the nearest-center kernel, k-means|| seeding and Lloyd iterations.
+
+The kernel runs in every assignment task; the rest fits the bounded k-means sample on the driver
+(``cluster.fit_centers`` with the driver engine). Nothing here imports Spark.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Rows per block of the (rows x k) score matrix: 8 MiB of float32, which stays in the cache while it
+# is reduced to an arg-min. Measured at k = 1000, d = 128, one thread: 88 GFLOP/s, against 71 with
+# 64 MiB blocks and the center norms added in a separate pass.
+SCORE_BLOCK_ELEMENTS = 1 << 21
+
+# k-means|| seeds on this many sample rows per center (the first ones of the hash-ordered sample,
+# a uniform subsample). At 1M x 128, k = 1000: 64 rows per center seeded in 1.0 s instead of 3.2 s
+# with 256, and changed the final cost by -0.4% and +0.2% (two seeds); 32 cost up to 5% more.
+INIT_ROWS_PER_CENTER = 64
+
+# MLlib runs up to this many weighted Lloyd iterations on the k-means|| candidates; so do we.
+_CANDIDATE_ITERATIONS = 30
+
+
+def nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Index of each point's nearest center (int32), by blocked float32 matrix products.
+
+    The center norms ride in the product as one more column, [x, 1] @ [-2 C^T; |c|^2], which saves
+    a pass over the scores.
+    """
+    points = points.astype(np.float32, copy=False)
+    centers = centers.astype(np.float32, copy=False)
+    rhs = np.vstack([-2.0 * centers.T, np.einsum("ij,ij->i", centers, centers)[None, :]])
+    n = len(points)
+    index = np.empty(n, dtype=np.int32)
+    step = max(1, SCORE_BLOCK_ELEMENTS // len(centers))
+    ones = np.ones((min(step, n), 1), dtype=np.float32)
+    for start in range(0, n, step):
+        block = points[start : start + step]
+        scores = np.hstack([block, ones[: len(block)]]) @ rhs
+        index[start : start + step] = scores.argmin(axis=1)
+    return index
+
+
+def squared_distances(points: np.ndarray, centers: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Exact float64 ||x_i - c_index(i)||^2: does not depend on how rows were blocked or batched."""
+    diff = points.astype(np.float64, copy=False) - centers[index]
+    return np.einsum("ij,ij->i", diff, diff)
+
+
+def distinct_rows(x: np.ndarray) -> np.ndarray:
+    """Indices of one row per distinct value, by a 64-bit fingerprint of the float32 bits.
+
+    About 20x faster than ``np.unique(axis=0)``. A collision can only undercount, so a caller that
+    refuses too few distinct points errs on the side of refusing.
+    """
+    bits = (x.astype(np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0 makes -0.0 equal 0.0
+    mix = np.random.default_rng(0).integers(1, 2**63, size=x.shape[1], dtype=np.uint64) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        fingerprints = (bits.astype(np.uint64) * mix).sum(axis=1)
+    return np.sort(np.unique(fingerprints, return_index=True)[1])
+
+
+def lloyd(
+    x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, int, float]:
+    """(Weighted) Lloyd iterations, stopping when no center moves more than ``tol``.
+
+    Returns the centers (float64), the iterations run and the final cost. An empty cluster keeps its
+    center, as in MLlib.
+    """
+    centers = centers.astype(np.float64)
+    k = len(centers)
+    # Per-cluster sums as one bincount per dimension over contiguous rows of x^T: 0.04 s a pass at
+    # 256,000 x 128, against 1 s for sorting the rows and summing runs.
+    columns = np.ascontiguousarray((x if weights is None else x * weights[:, None]).T, dtype=np.float64)
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
+        index = nearest(x, centers)
+        mass = np.bincount(index, weights=weights, minlength=k)
+        present = np.flatnonzero(np.bincount(index, minlength=k))
+        sums = np.stack([np.bincount(index, weights=column, minlength=k) for column in columns], axis=1)
+        moved = centers.copy()
+        moved[present] = sums[present] / mass[present, None]
+        shift = ((moved - centers) ** 2).sum(axis=1).max()
+        centers = moved
+        if shift <= tol * tol:
+            break
+    distance = squared_distances(x, centers, nearest(x, centers))
+    return centers, iterations, float(distance.sum() if weights is None else distance @ weights)
+
+
+def _weighted_kmeans_pp(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator, trials: int
+) -> np.ndarray:
+    """Greedy weighted k-means++: of ``trials`` candidates per step, keep the one that lowers the
+    weighted cost most (scikit-learn's rule; MLlib tries one)."""
+    norms = np.einsum("ij,ij->i", points, points)
+    chosen = [int(rng.choice(len(points), p=weights / weights.sum()))]
+    best = ((points - points[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        mass = weights * best
+        total = mass.sum()
+        picks = (
+            rng.integers(len(points), size=1)
+            if total <= 0
+            else rng.choice(len(points), trials, p=mass / total)
+        )
+        distances = norms[picks, None] - 2.0 * (points[picks] @ points.T) + norms[None, :]
+        updated = np.minimum(best[None, :], np.maximum(distances, 0.0))
+        winner = int(np.argmin(updated @ weights))
+        chosen.append(int(picks[winner]))
+        best = updated[winner]
+    return points[chosen]
+
+
+def init_parallel(x: np.ndarray, k: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means|| (Bahmani et al.), as MLlib runs it: ``steps`` rounds each adding about 2k rows drawn
+    in proportion to their cost, then weighted k-means++ and Lloyd on the candidates, weighted by
+    the rows nearest to each."""
+    candidates = [x[rng.integers(len(x))][None, :]]
+    cost = ((x - candidates[0]) ** 2).sum(axis=1, dtype=np.float64)
+    for _ in range(steps):
+        total = cost.sum()
+        if total <= 0:
+            break
+        picked = x[rng.random(len(x)) < 2.0 * k * cost / total]
+        if len(picked):
+            candidates.append(picked)
+            cost = np.minimum(cost, squared_distances(x, picked, nearest(x, picked)))
+    pool = np.vstack(candidates)
+    pool = pool[distinct_rows(pool)]
+    if len(pool) <= k:
+        fill = rng.choice(len(x), size=k - len(pool), replace=False)
+        return np.vstack([pool, x[np.sort(fill)]])
+    weights = np.bincount(nearest(x, pool), minlength=len(pool)).astype(np.float64)
+    trials = 2 + int(np.log(k))
+    seeds = _weighted_kmeans_pp(pool.astype(np.float64), weights, k, rng, trials)
+    return lloyd(pool, seeds, _CANDIDATE_ITERATIONS, 0.0, weights)[0]
+
+
+def fit(
+    x: np.ndarray, k: int, max_iter: int, tol: float, init_mode: str, init_steps: int, seed: int
+) -> tuple[np.ndarray, int, float]:
+    """k-means on the rows of ``x`` (float32, in a fixed order): centers, iterations and cost.
+
+    ``x`` must hold at least ``k`` distinct rows. k-means|| seeds on the first
+    ``INIT_ROWS_PER_CENTER * k`` rows, so ``x`` should be in random order (the fit sample is sorted
+    by row hash).
+    """
+    rng = np.random.default_rng(seed)
+    if init_mode == "random":
+        start = x[np.sort(rng.choice(distinct_rows(x), size=k, replace=False))]
+    else:
+        start = init_parallel(x[: INIT_ROWS_PER_CENTER * k], k, init_steps, rng)
+    return lloyd(x, start, max_iter, tol)
