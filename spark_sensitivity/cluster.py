@@ -135,7 +135,7 @@ def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMe
     del table
     x = np.ascontiguousarray(matrix[order], dtype=np.float32)
     del matrix
-    distinct = len(localkmeans.distinct_rows(x))
+    distinct = localkmeans.count_distinct_rows(x, settings.k)
     if distinct < settings.k:
         raise _too_few_distinct(settings.k, distinct)
     centers, iterations, cost = localkmeans.fit(

@@ -334,21 +334,30 @@ class SensitivitySampler(
 def _check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
     """Fails on null ids, and on repeated ids when asked: per-row randomness and the join key on them.
 
-    Runs before k-means so bad ids cost one scan of the id column, not a whole fit.
+    Runs before k-means so bad ids cost one pass over the id column, not a whole fit: a scan when
+    only nulls are checked, else one group-by that finds nulls and repeats together.
     """
-    nulls = dataset.where(F.col(id_col).isNull()).count()
-    if nulls:
-        raise ValueError(f"id column {id_col!r} has {nulls} null values; ids must be unique and non-null")
+    column = F.col(id_col)
     if not unique:
+        nulls = dataset.where(column.isNull()).count()
+        if nulls:
+            raise _null_ids(id_col, nulls)
         return
-    duplicated = dataset.groupBy(id_col).count().where("count > 1")
-    examples = duplicated.limit(3).collect()
-    if examples:
-        total = duplicated.count()
-        ids = ", ".join(f"{row[id_col]} ({row['count']} rows)" for row in examples)
-        raise ValueError(
-            f"id column {id_col!r} has {total} duplicated values (e.g. {ids}); ids must be unique"
-        )
+    bad = dataset.groupBy(id_col).count().where(column.isNull() | (F.col("count") > 1))
+    if not bad.limit(1).collect():
+        return
+    null_group = bad.where(column.isNull()).first()
+    if null_group is not None:
+        raise _null_ids(id_col, null_group["count"])
+    duplicated = bad.where(column.isNotNull())
+    ids = ", ".join(f"{row[id_col]} ({row['count']} rows)" for row in duplicated.limit(3).collect())
+    raise ValueError(
+        f"id column {id_col!r} has {duplicated.count()} duplicated values (e.g. {ids}); ids must be unique"
+    )
+
+
+def _null_ids(id_col: str, count: int) -> ValueError:
+    return ValueError(f"id column {id_col!r} has {count} null values; ids must be unique and non-null")
 
 
 def _check_rows(

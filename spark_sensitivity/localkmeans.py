@@ -48,6 +48,13 @@ def squared_distances(points: np.ndarray, centers: np.ndarray, index: np.ndarray
     return np.einsum("ij,ij->i", diff, diff)
 
 
+def count_distinct_rows(x: np.ndarray, k: int) -> int:
+    """The number of distinct rows of ``x``, or, when its first 4k rows already hold k distinct ones
+    (the usual case, and a cheap check), their number: enough to tell whether k centers fit."""
+    head = len(distinct_rows(x[: 4 * k]))
+    return head if head >= k or len(x) <= 4 * k else len(distinct_rows(x))
+
+
 def distinct_rows(x: np.ndarray) -> np.ndarray:
     """Indices of one row per distinct value, by a 64-bit fingerprint of the float32 bits.
 

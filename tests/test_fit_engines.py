@@ -32,6 +32,14 @@ def test_distinct_rows_counts_values_not_signs_of_zero():
     assert list(localkmeans.distinct_rows(x)) == [0, 2, 4]
 
 
+def test_distinct_count_looks_past_the_head_only_when_needed():
+    repeated = np.zeros((100, 3), dtype=np.float32)
+    repeated[90:, 0] = np.arange(1, 11)  # 11 distinct rows, 10 of them after the first 4k rows
+    assert localkmeans.count_distinct_rows(repeated, k=5) == 11
+    spread = np.arange(300, dtype=np.float32).reshape(100, 3)
+    assert localkmeans.count_distinct_rows(spread, k=5) == 20  # the first 20 rows suffice
+
+
 @pytest.mark.parametrize("init_mode", ["k-means||", "random"])
 def test_local_fit_finds_separated_clusters(init_mode):
     points, component = blobs(4000, 8, 6, seed=1)
