@@ -1,4 +1,4 @@
-"""Command line: ``spark-sensitivity select ...`` (the job) and ``spark-sensitivity demo``."""
+"""Command line: ``spark-sensitivity select|embed|refresh|evaluate|demo``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spark_sensitivity import evaluate
+from spark_sensitivity.cliargs import add_config, add_key_values, add_running
 from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
 from spark_sensitivity.pipeline import SelectConfig, run_select
@@ -22,20 +23,9 @@ log = logging.getLogger("spark_sensitivity")
 REQUIRED_SELECT_FLAGS = ("input", "output", "sample_size")
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
 def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     """The selection flags, shared by the console script and jobs/select_subset.py."""
-    parser.add_argument(
-        "--config",
-        help="YAML or JSON file of settings, keys named like the flags (sample-size: 1000); "
-        "flags on the command line override it",
-    )
+    add_config(parser, " (sample-size: 1000)")
     data = parser.add_argument_group("input")
     data.add_argument("--input", help="input path, or a catalog table name with --format table (required)")
     data.add_argument(
@@ -44,14 +34,7 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         choices=INPUT_FORMATS,
         help="input format (default: parquet; json means JSON lines)",
     )
-    data.add_argument(
-        "--input-option",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a reader option, repeatable (e.g. sep=;)",
-    )
+    add_key_values(data, "--input-option", "a reader option, repeatable (e.g. sep=;)")
     data.add_argument("--id-col", default="id", help="unique, non-null row id column (default: id)")
     data.add_argument(
         "--vector-col",
@@ -215,24 +198,13 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         "and weights stay bounded (default: 0.1; 0 = the paper's rule)",
     )
 
-    run = parser.add_argument_group("running")
+    run = add_running(parser)
     run.add_argument(
         "--dry-run",
         action="store_true",
         help="print the plan (stages, n, k, d, estimated work and memory, suggested k and fit "
         "fraction) and exit without running the heavy stages",
     )
-    run.add_argument(
-        "--spark-conf",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting for the session this command starts, repeatable",
-    )
-    verbosity = run.add_mutually_exclusive_group()
-    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
-    verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
     add_embed_arguments(parser)
 
 
@@ -241,10 +213,7 @@ REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
 
 def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
     """The refresh flags: a saved model, the previous subset, and the newly appended rows only."""
-    parser.add_argument(
-        "--config",
-        help="YAML or JSON file of settings, keys named like the flags; flags on the command line override it",
-    )
+    add_config(parser)
     data = parser.add_argument_group("input")
     data.add_argument("--model", help="model/ folder of the previous select or refresh output (required)")
     data.add_argument(
@@ -257,13 +226,10 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
         choices=(*INPUT_FORMATS, "delta"),
         help="format of --new-input (default: parquet)",
     )
-    data.add_argument(
+    add_key_values(
+        data,
         "--input-option",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a reader option for --new-input, repeatable (versionAsOf=N for a Delta table)",
+        "a reader option for --new-input, repeatable (versionAsOf=N for a Delta table)",
     )
     data.add_argument(
         "--previous-subset",
@@ -298,18 +264,7 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
         "subset/ appear together or not at all",
     )
     output.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run = parser.add_argument_group("running")
-    run.add_argument(
-        "--spark-conf",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting for the session this command starts, repeatable",
-    )
-    verbosity = run.add_mutually_exclusive_group()
-    verbosity.add_argument("--quiet", action="store_true", help="print errors only")
-    verbosity.add_argument("--verbose", action="store_true", help="debug logs, and Spark's INFO logs")
+    add_running(parser)
 
 
 def _refresh_summary(manifest: dict) -> str:
@@ -475,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
         "select",
         allow_abbrev=False,
         help="select a weighted subset of a table of embeddings",
-        description="Cluster the embeddings (MLlib k-means), score each row's sensitivity, draw exactly "
+        description="Cluster the embeddings (k-means on a sample, on the driver or with MLlib), score "
+        "each row's sensitivity, draw exactly "
         "--sample-size rows with replacement, and publish subset/, clusters/ and manifest.json.",
     )
     add_select_arguments(select)
@@ -508,15 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and the RMSE of the relative error next to uniform sampling with the same loss evaluations.",
     )
     evaluate.add_arguments(evaluation)
-    evaluation.add_argument(
-        "--spark-conf",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting, repeatable",
-    )
-    evaluation.add_argument("--quiet", action="store_true", help="print errors only")
+    add_running(evaluation, verbose=False)
     evaluation.set_defaults(run=run_evaluate_command, required_flags=())
 
     demo = commands.add_parser(
@@ -530,14 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=50, help="clusters (default: 50)")
     demo.add_argument("--sample-size", type=int, default=1000, help="draws (default: 1000)")
     demo.add_argument("--seed", type=int, default=7, help="seed (default: 7)")
-    demo.add_argument(
-        "--spark-conf",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting, repeatable",
-    )
+    add_key_values(demo, "--spark-conf", "a Spark setting for the session this command starts, repeatable")
     demo.set_defaults(run=run_demo_command, required_flags=())
     return parser
 

@@ -277,7 +277,7 @@ class SensitivitySampler(
         self._validate_params()
         self._validate_columns(dataset)
         id_col, seed = self.getIdCol(), self.getSeed()
-        _check_ids(dataset, id_col, self.getCheckUniqueIds())
+        check_ids(dataset, id_col, self.getCheckUniqueIds())
         fraction = self._fit_fraction(dataset)
         settings = cluster.KMeansSettings(
             k=self.getK(),
@@ -303,7 +303,7 @@ class SensitivitySampler(
         ).persist()
         found = score.cluster_stats(assigned, self.getK())
         try:
-            _check_rows(assigned, found, id_col, self.getFeaturesCol(), self.getOnInvalid())
+            check_rows(assigned, found, id_col, self.getFeaturesCol(), self.getOnInvalid())
         except ValueError:
             assigned.unpersist()
             raise
@@ -331,7 +331,7 @@ class SensitivitySampler(
         return DefaultParamsReader(cls)
 
 
-def _check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
+def check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
     """Fails on null ids, and on repeated ids when asked: per-row randomness and the join key on them.
 
     Runs before k-means so bad ids cost one pass over the id column, not a whole fit: a scan when
@@ -360,7 +360,7 @@ def _null_ids(id_col: str, count: int) -> ValueError:
     return ValueError(f"id column {id_col!r} has {count} null values; ids must be unique and non-null")
 
 
-def _check_rows(
+def check_rows(
     assigned: DataFrame, found: score.StatsPass, id_col: str, vector_col: str, policy: str
 ) -> None:
     """Fails on invalid embeddings unless the policy is 'skip'."""
@@ -443,7 +443,7 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
             release = False
         else:
             self._validate_columns(dataset)
-            _check_ids(dataset, id_col, self.getCheckUniqueIds())
+            check_ids(dataset, id_col, self.getCheckUniqueIds())
             source = dataset
             assigned = cluster.assign(
                 dataset.select(id_col, self.getFeaturesCol()),

@@ -37,7 +37,6 @@ from spark_sensitivity.storage import INPUT_FORMATS, AtomicOutput, read_input
 
 SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
 SEED_COL = baselines.SEED_COL
-_MAX_ATTEMPTS = 8
 
 
 def repeated_draws(
@@ -51,14 +50,14 @@ def repeated_draws(
     if m < 1:
         raise ValueError(f"sample size must be at least 1, got {m}")
     remaining, frames = list(seeds), []
-    for attempt in range(_MAX_ATTEMPTS):
+    for attempt in range(sample.MAX_ATTEMPTS):
         multi = scored.crossJoin(F.broadcast(baselines.seeds_frame(scored, remaining))).withColumn(
             sample.HASH_COL, F.xxhash64(F.col(id_col), F.col(SEED_COL))
         )
-        candidates = sample._candidates(multi, scorer, sample.poisson_rate(m, attempt), attempt)
+        candidates = sample.candidates_frame(multi, scorer, sample.poisson_rate(m, attempt), attempt)
         per_seed = Window.partitionBy(SEED_COL)
-        order = per_seed.orderBy(sample._DRAW_KEY, sample.HASH_COL, sample._DRAW_INDEX)
-        carried = [c for c in candidates.columns if c not in (sample._DRAW_KEY, sample._DRAW_INDEX)]
+        order = per_seed.orderBy(sample.DRAW_KEY_COL, sample.HASH_COL, sample.DRAW_INDEX_COL)
+        carried = [c for c in candidates.columns if c not in (sample.DRAW_KEY_COL, sample.DRAW_INDEX_COL)]
         # A seed whose Poisson candidates fell short of m is dropped here and retried below.
         frame = (
             candidates.withColumn("__rank", F.row_number().over(order))
@@ -79,7 +78,7 @@ def repeated_draws(
             break
     else:
         raise RuntimeError(
-            f"could not draw {m} samples for seeds {remaining[:3]} in {_MAX_ATTEMPTS} attempts"
+            f"could not draw {m} samples for seeds {remaining[:3]} in {sample.MAX_ATTEMPTS} attempts"
         )
     result = frames[0]
     for frame in frames[1:]:

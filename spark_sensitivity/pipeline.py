@@ -16,7 +16,6 @@ import pyspark
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
 
 from spark_sensitivity import __version__, lossaware
 from spark_sensitivity.embedders import embed_frame
@@ -30,6 +29,7 @@ from spark_sensitivity.storage import (
     register_table,
     write_table,
 )
+from spark_sensitivity.vectors import parse_text_vectors
 
 log = logging.getLogger("spark_sensitivity")
 
@@ -90,14 +90,7 @@ def resolve_output(config: SelectConfig) -> SelectConfig:
 def read_selection_input(spark: SparkSession, config: SelectConfig) -> DataFrame:
     """The input table, with an embedding stored as text (CSV) parsed to an array."""
     df = read_input(spark, config.input, config.format, config.input_options)
-    return _parse_string_vectors(df, config.vector_col)
-
-
-def _parse_string_vectors(df: DataFrame, column: str) -> DataFrame:
-    """CSV has no arrays: an embedding stored as text like "[0.1, 0.2]" is parsed to array<double>."""
-    if column in df.columns and isinstance(df.schema[column].dataType, StringType):
-        return df.withColumn(column, F.from_json(F.col(column), "array<double>"))
-    return df
+    return parse_text_vectors(df, config.vector_col)
 
 
 def _sampler(config: SelectConfig) -> SensitivitySampler:

@@ -23,11 +23,11 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity import __version__, cluster, sample, score
 from spark_sensitivity.delta import delta_version, read_delta, write_delta
-from spark_sensitivity.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, _check_ids, _check_rows
-from spark_sensitivity.pipeline import _parse_string_vectors
+from spark_sensitivity.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, check_ids, check_rows
 from spark_sensitivity.redaction import redact
 from spark_sensitivity.rowrandom import row_hash
 from spark_sensitivity.storage import AtomicOutput, read_input
+from spark_sensitivity.vectors import parse_text_vectors
 
 # Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
 # choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
@@ -55,7 +55,7 @@ def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> Score
     """One assignment pass and one reduce over the new rows only, under the model's centers."""
     model._validate_columns(new_rows)
     id_col, vector_col = model.getIdCol(), model.getFeaturesCol()
-    _check_ids(new_rows, id_col, model.getCheckUniqueIds())
+    check_ids(new_rows, id_col, model.getCheckUniqueIds())
     centers = np.asarray(model.clusterCenters(), dtype=np.float64)
     assigned = cluster.assign(
         new_rows.select(id_col, vector_col), vector_col, centers, model.getCostPower(), keep_vector=False
@@ -63,7 +63,7 @@ def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> Score
     assigned = assigned.persist()
     found = score.cluster_stats(assigned, len(centers))
     try:
-        _check_rows(assigned, found, id_col, vector_col, model.getOnInvalid())
+        check_rows(assigned, found, id_col, vector_col, model.getOnInvalid())
         if found.stats.n == 0:
             raise ValueError("the new rows have no valid embedding")
     except ValueError:
@@ -277,9 +277,7 @@ def run_refresh(
     out = AtomicOutput(spark, output, overwrite)
     out.check_destination()
     previous, old_draws, version = _previous_subset(spark, previous_subset, subset_format, id_col)
-    new_rows = _parse_string_vectors(
-        _read(spark, new_input, fmt, input_options or {}), model.getFeaturesCol()
-    )
+    new_rows = parse_text_vectors(_read(spark, new_input, fmt, input_options or {}), model.getFeaturesCol())
     missing = [c for c in previous.columns if c not in (*new_rows.columns, *OUTPUT_COLUMNS)]
     if missing:
         raise ValueError(

@@ -33,9 +33,9 @@ from spark_sensitivity.score import PROBABILITY_COL, SENSITIVITY_COL
 COUNT_COL = "count"
 WEIGHT_COL = "weight"
 HASH_COL = "__ss_row_hash"
-_DRAW_INDEX = "__ss_draw_index"
-_DRAW_KEY = "__ss_draw_key"
-_MAX_ATTEMPTS = 8
+DRAW_INDEX_COL = "__ss_draw_index"
+DRAW_KEY_COL = "__ss_draw_key"
+MAX_ATTEMPTS = 8
 
 
 class Sensitivity(Protocol):
@@ -66,13 +66,19 @@ def _candidate_schema(scored: DataFrame) -> StructType:
         + [
             StructField(SENSITIVITY_COL, DoubleType()),
             StructField(PROBABILITY_COL, DoubleType()),
-            StructField(_DRAW_INDEX, IntegerType()),
-            StructField(_DRAW_KEY, DoubleType()),
+            StructField(DRAW_INDEX_COL, IntegerType()),
+            StructField(DRAW_KEY_COL, DoubleType()),
         ]
     )
 
 
-def _candidates(scored: DataFrame, scorer: Sensitivity, rate: float, attempt: int) -> DataFrame:
+def candidates_frame(scored: DataFrame, scorer: Sensitivity, rate: float, attempt: int) -> DataFrame:
+    """One row per candidate draw: each row of ``scored`` repeated Poisson(rate * q_i) times, with
+    its sensitivity, probability q_i, draw index and a uniform key (``DRAW_KEY_COL``).
+
+    Keeping the m candidates with the smallest keys, ordered by (``DRAW_KEY_COL``, ``HASH_COL``,
+    ``DRAW_INDEX_COL``), gives m i.i.d. draws. ``attempt`` selects fresh random streams for a retry.
+    """
     total = scorer.total_sensitivity
     count_stream = rowrandom.STREAM_DRAW_COUNT + (attempt << 8)
     order_stream = rowrandom.STREAM_DRAW_ORDER + (attempt << 8)
@@ -94,8 +100,8 @@ def _candidates(scored: DataFrame, scorer: Sensitivity, rate: float, attempt: in
             yield (
                 out.append_column(SENSITIVITY_COL, pa.array(s[repeated]))
                 .append_column(PROBABILITY_COL, pa.array(q[repeated]))
-                .append_column(_DRAW_INDEX, pa.array(draw_index, type=pa.int32()))
-                .append_column(_DRAW_KEY, pa.array(keys))
+                .append_column(DRAW_INDEX_COL, pa.array(draw_index, type=pa.int32()))
+                .append_column(DRAW_KEY_COL, pa.array(keys))
             )
 
     return scored.mapInArrow(emit, _candidate_schema(scored))
@@ -110,17 +116,17 @@ def draw(scored: DataFrame, scorer: Sensitivity, m: int) -> Draws:
     """
     if m < 1:
         raise ValueError(f"sample size must be at least 1, got {m}")
-    for attempt in range(_MAX_ATTEMPTS):
-        candidates = _candidates(scored, scorer, poisson_rate(m, attempt), attempt).persist()
+    for attempt in range(MAX_ATTEMPTS):
+        candidates = candidates_frame(scored, scorer, poisson_rate(m, attempt), attempt).persist()
         total = candidates.count()
         if total >= m:
             break
         candidates.unpersist()
     else:
-        raise RuntimeError(f"could not draw {m} samples in {_MAX_ATTEMPTS} attempts")
+        raise RuntimeError(f"could not draw {m} samples in {MAX_ATTEMPTS} attempts")
 
-    carried = [c for c in candidates.columns if c not in (_DRAW_INDEX, _DRAW_KEY)]
-    kept = candidates.orderBy(_DRAW_KEY, HASH_COL, _DRAW_INDEX).limit(m)
+    carried = [c for c in candidates.columns if c not in (DRAW_INDEX_COL, DRAW_KEY_COL)]
+    kept = candidates.orderBy(DRAW_KEY_COL, HASH_COL, DRAW_INDEX_COL).limit(m)
     frame = (
         kept.groupBy(*carried)
         .agg(F.count(F.lit(1)).cast("int").alias(COUNT_COL))

@@ -8,7 +8,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, FloatType
+from pyspark.sql.types import ArrayType, DoubleType, FloatType, StringType
 
 ACCEPTED_TYPES = "array<float>, array<double> or an ML Vector"
 
@@ -51,3 +51,10 @@ def batch_matrix(values: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
         matrix = matrix.copy()
         matrix[~finite] = 0.0
     return matrix, valid & finite
+
+
+def parse_text_vectors(df: DataFrame, column: str) -> DataFrame:
+    """CSV has no arrays: an embedding stored as text like "[0.1, 0.2]" is parsed to array<double>."""
+    if column in df.columns and isinstance(df.schema[column].dataType, StringType):
+        return df.withColumn(column, F.from_json(F.col(column), "array<double>"))
+    return df

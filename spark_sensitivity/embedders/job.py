@@ -18,19 +18,13 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
 from spark_sensitivity import __version__
+from spark_sensitivity.cliargs import add_key_values, add_running
 from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS
 from spark_sensitivity.embedders.stage import embed_frame
 from spark_sensitivity.storage import INPUT_FORMATS, AtomicOutput, read_input
 
 log = logging.getLogger("spark_sensitivity")
 MANIFEST = "_manifest.json"  # a leading underscore: Spark and pyarrow skip it when reading the table
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -53,13 +47,8 @@ def add_embed_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
         default=64,
         help="rows per embedder call, e.g. per model forward pass (default: 64)",
     )
-    group.add_argument(
-        "--embed-option",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)",
+    add_key_values(
+        group, "--embed-option", "an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)"
     )
 
 
@@ -83,14 +72,7 @@ def add_embed_job_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--format", default="parquet", choices=INPUT_FORMATS, help="input format (default: parquet)"
     )
-    data.add_argument(
-        "--input-option",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a reader option, repeatable",
-    )
+    add_key_values(data, "--input-option", "a reader option, repeatable")
     data.add_argument("--id-col", default="id", help="unique, non-null row id column (default: id)")
     add_embed_arguments(parser, required=True)
     output = parser.add_argument_group("output")
@@ -115,16 +97,7 @@ def add_embed_job_arguments(parser: argparse.ArgumentParser) -> None:
         "fail the run (default) or leave them out; the manifest counts them by reason",
     )
     output.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run = parser.add_argument_group("running")
-    run.add_argument(
-        "--spark-conf",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting for the session this command starts, repeatable",
-    )
-    run.add_argument("--quiet", action="store_true", help="print errors only")
+    add_running(parser, verbose=False)
 
 
 def run_embed_job(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
