@@ -57,6 +57,10 @@ class Embedder(ABC):
     expects: str = "non-empty text"
     #: Rows of the input column :meth:`fit` wants on the driver (0: no fit).
     fit_rows: int = 0
+    #: True when a row's cost grows with its text length (a transformer): the stage then range-
+    #: partitions the rows by descending length, so a batch holds texts of similar length (little
+    #: padding) and the longest partitions start first (no long task left running alone at the end).
+    balance_by_length: bool = False
 
     def fit(self, sample: pa.Array) -> None:
         """Driver side: learn state from at most ``fit_rows`` non-null input values."""

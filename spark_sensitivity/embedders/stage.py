@@ -222,6 +222,11 @@ def embed_frame(
         )
 
     work = df.withColumn(_INPUT_TMP, _input_expression(df, input_col, instance.input_kind))
+    if instance.balance_by_length:
+        # Four partitions a core, longest first. Measured on 1,000 texts, 2 cores: 83 rows/s as read,
+        # 117 so (8 a core: 100).
+        partitions = max(work.rdd.getNumPartitions(), 4 * df.sparkSession.sparkContext.defaultParallelism)
+        work = work.repartitionByRange(partitions, F.length(_INPUT_TMP).desc())
     if instance.fit_rows > 0:
         instance.fit(_fit_sample(work, id_col, instance.fit_rows))
     fields = list(df.schema.fields)

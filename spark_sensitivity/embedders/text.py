@@ -25,7 +25,8 @@ class SentenceTransformerEmbedder(Embedder):
 
     Options: ``model`` (path or name), ``normalize`` (unit-length vectors, default true),
     ``device`` ("auto": CUDA when the executor has a GPU, else CPU), ``threads`` (torch threads per
-    worker; 0 keeps Spark's OMP_NUM_THREADS, which is spark.task.cpus). Each batch is one
+    worker; 0 keeps Spark's OMP_NUM_THREADS, which is spark.task.cpus), ``balance`` (range-partition
+    the rows by text length first, default true; false saves that shuffle). Each batch is one
     forward pass of ``batch_size`` rows.
     """
 
@@ -37,6 +38,7 @@ class SentenceTransformerEmbedder(Embedder):
         normalize: bool | str = True,
         device: str = "auto",
         threads: int | str = 0,
+        balance: bool | str = True,
     ):
         needed = ["torch", "sentence_transformers"] + ([] if model else [DEFAULT_MODEL_PACKAGE])
         for package in needed:
@@ -48,6 +50,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.normalize = as_bool(normalize)
         self.device = device
         self.threads = int(threads)
+        self.balance_by_length = as_bool(balance)
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
 
