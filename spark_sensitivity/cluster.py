@@ -130,8 +130,9 @@ def _too_few_distinct(k: int, distinct: int) -> ValueError:
 def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMeansFit:
     """Collects the sample (about pointsPerCenter * k rows, whatever n is) and fits it in numpy."""
     table = sample.select(_HASH_TMP, F.col(_VECTOR_TMP).cast("array<float>")).toArrow()
-    matrix, _ = batch_matrix(table.column(1), dim)  # fit_sample kept finite rows only
+    matrix, valid = batch_matrix(table.column(1), dim)
     order = np.argsort(table.column(0).to_numpy(), kind="stable")
+    order = order[valid[order]]  # a double beyond float32's range is not finite there: left out
     del table
     x = np.ascontiguousarray(matrix[order], dtype=np.float32)
     del matrix
