@@ -5,21 +5,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import platform
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyspark
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity import __version__, lossaware
+from spark_sensitivity import lossaware
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.provenance import utc_timestamp, versions
 from spark_sensitivity.redaction import redact, redact_text
 from spark_sensitivity.storage import (
     AtomicOutput,
@@ -275,14 +273,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             if embed_report is None
             else {**embed_counts.as_dict(), "embedder": config.embedder, "fit": embed_report.fit_info},
             "timings": timings,
-            "versions": {
-                "spark_sensitivity": __version__,
-                "spark": spark.version,
-                "pyspark": pyspark.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(spark),
+            "created": utc_timestamp(),
             "output": config.output,
         }
         manifest = redact(manifest)
@@ -344,7 +336,7 @@ def _publish_representatives(
                 "next_step": "compute the model's loss on the rows of representatives/ (a table of id, "
                 "loss) and run again with the same input, seed and k-means settings plus --rep-losses",
                 "timings": {"total_seconds": round(time.perf_counter() - started, 3)},
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": utc_timestamp(),
                 "output": config.output,
             }
         )

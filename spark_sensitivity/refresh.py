@@ -9,21 +9,19 @@ the number of new draws, and when a full re-fit is needed instead.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import platform
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyspark
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity import __version__, cluster, sample, score
+from spark_sensitivity import cluster, sample, score
 from spark_sensitivity.delta import delta_version, read_delta, write_delta
 from spark_sensitivity.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, check_ids, check_rows
+from spark_sensitivity.provenance import utc_timestamp, versions
 from spark_sensitivity.redaction import redact
 from spark_sensitivity.rowrandom import row_hash
 from spark_sensitivity.storage import AtomicOutput, read_input
@@ -344,13 +342,8 @@ def run_refresh(
             "refit_reasons": reasons,
             "sampling": {"candidates": drawn.candidates, "attempts": drawn.attempts},
             "total_seconds": round(time.perf_counter() - started, 3),
-            "versions": {
-                "spark_sensitivity": __version__,
-                "spark": spark.version,
-                "pyspark": pyspark.__version__,
-                "python": platform.python_version(),
-            },
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(spark),
+            "created": utc_timestamp(),
             "output": out.destination,
         }
         manifest = redact(manifest)

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import platform
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-import pyspark
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 
-from spark_sensitivity import __version__
 from spark_sensitivity.cliargs import add_key_values, add_running
 from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS
 from spark_sensitivity.embedders.stage import embed_frame
+from spark_sensitivity.provenance import utc_timestamp, versions
 from spark_sensitivity.storage import INPUT_FORMATS, AtomicOutput, read_input
 
 log = logging.getLogger("spark_sensitivity")
@@ -147,14 +143,8 @@ def run_embed_job(spark: SparkSession, args: argparse.Namespace) -> dict[str, An
                 "write_seconds": round(written_at - embedded_at, 3),
                 "total_seconds": round(written_at - started, 3),
             },
-            "versions": {
-                "spark_sensitivity": __version__,
-                "spark": spark.version,
-                "pyspark": pyspark.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(spark),
+            "created": utc_timestamp(),
             "output": args.output,
         }
         out.write_json(MANIFEST, manifest)
