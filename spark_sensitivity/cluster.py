@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.ml.clustering import KMeans
 from pyspark.ml.functions import array_to_vector
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
@@ -81,8 +81,9 @@ def _most_common_length(sample: DataFrame) -> tuple[int, int]:
     return int(best["d"]), int(best["count"])
 
 
-def _driver_heap_bytes(sample: DataFrame) -> int:
-    return int(sample.sparkSession.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+def driver_heap_bytes(spark: SparkSession) -> int:
+    """The driver JVM's maximum heap, which bounds what 'auto' collects there."""
+    return int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
 
 
 def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int) -> str:
@@ -113,7 +114,7 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
                 "lower --k or raise --fit-fraction"
             )
         sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
-        engine = choose_engine(settings, rows, dim, _driver_heap_bytes(sample))
+        engine = choose_engine(settings, rows, dim, driver_heap_bytes(sample.sparkSession))
         if engine == "driver":
             return _fit_on_driver(sample_of_dim, dim, settings)
         return _fit_mllib(sample_of_dim, rows, settings)

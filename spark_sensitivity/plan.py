@@ -8,7 +8,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.cluster import KMeansSettings, choose_engine
+from spark_sensitivity.cluster import KMeansSettings, choose_engine, driver_heap_bytes
 from spark_sensitivity.localkmeans import SCORE_BLOCK_ELEMENTS
 from spark_sensitivity.pipeline import SelectConfig, read_selection_input, resolve_output
 from spark_sensitivity.redaction import redact
@@ -45,8 +45,7 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     score_rows = min(batch_rows, max(1, SCORE_BLOCK_ELEMENTS // k))
     task_memory = batch_rows * d * 8 * 2 + score_rows * k * 4 + k * d * 12
     settings = KMeansSettings(k=k, engine=config.fit_engine, driver_max_bytes=config.driver_fit_max_mb << 20)
-    heap = int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
-    engine = choose_engine(settings, fit_rows, d, heap)
+    engine = choose_engine(settings, fit_rows, d, driver_heap_bytes(spark))
     where = "on the driver in numpy" if engine == "driver" else "MLlib block solver (distributed)"
     exists = AtomicOutput(spark, config.output, config.overwrite).exists()
     return redact(
