@@ -11,10 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spark_sensitivity import evaluate
-from spark_sensitivity.cliargs import add_config, add_key_values, add_running
+from spark_sensitivity.cliargs import (
+    MAX_SAMPLE_SIZE,
+    add_config,
+    add_key_values,
+    add_running,
+    number,
+    seed_type,
+)
 from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
-from spark_sensitivity.pipeline import SelectConfig, run_select
+from spark_sensitivity.files import is_local_path
+from spark_sensitivity.pipeline import SelectConfig, input_paths, resolve_output, run_select
+from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
 from spark_sensitivity.storage import INPUT_FORMATS, OUTPUT_FORMATS
@@ -57,16 +66,18 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     method = parser.add_argument_group("clustering and sampling")
-    method.add_argument("--k", type=int, default=100, help="number of k-means clusters (default: 100)")
+    method.add_argument(
+        "--k", type=number(int, 1), default=100, help="number of k-means clusters (default: 100)"
+    )
     method.add_argument(
         "--sample-size",
-        type=int,
+        type=number(int, 1, MAX_SAMPLE_SIZE),
         help="m, the exact number of draws, with replacement (required); a row drawn c times appears "
         "once with count c",
     )
     method.add_argument(
         "--seed",
-        type=int,
+        type=seed_type(),
         default=0,
         help="seed of the fit sample, k-means init and the draws; the same input and seed give the "
         "same subset, however the input is partitioned (default: 0)",
@@ -78,9 +89,11 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         choices=(1, 2),
         help="cost power: 2 = k-means cost ||x-c||^2 (default), 1 = k-median cost ||x-c||",
     )
-    method.add_argument("--max-iter", type=int, default=20, help="k-means iterations at most (default: 20)")
     method.add_argument(
-        "--tol", type=float, default=1e-4, help="k-means convergence tolerance (default: 1e-4)"
+        "--max-iter", type=number(int, 1), default=20, help="k-means iterations at most (default: 20)"
+    )
+    method.add_argument(
+        "--tol", type=number(float, 0), default=1e-4, help="k-means convergence tolerance (default: 1e-4)"
     )
     method.add_argument(
         "--init-mode",
@@ -88,16 +101,16 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("k-means||", "random"),
         help="k-means initialisation (default: k-means||; random is cheaper at large k)",
     )
-    method.add_argument("--init-steps", type=int, default=2, help="k-means|| steps (default: 2)")
+    method.add_argument("--init-steps", type=number(int, 1), default=2, help="k-means|| steps (default: 2)")
     method.add_argument(
         "--fit-fraction",
-        type=float,
+        type=number(float, 0, 1, above=True),
         default=None,
         help="fit k-means on this fraction of the rows, in (0, 1]; overrides --points-per-center",
     )
     method.add_argument(
         "--points-per-center",
-        type=int,
+        type=number(int, 0),
         default=256,
         help="fit k-means on about this many rows per center, then assign all rows; 0 = fit on all "
         "rows (default: 256)",
@@ -112,7 +125,7 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     )
     method.add_argument(
         "--driver-fit-max-mb",
-        type=int,
+        type=number(int, 0),
         default=512,
         help="largest fit sample, in MiB of float32, that --fit-engine auto fits on the driver "
         "(default: 512)",
@@ -185,14 +198,14 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     loss_aware.add_argument(
         "--lambda",
         dest="loss_lambda",
-        type=float,
+        type=number(float, 0),
         default=None,
         help="loss-aware: weight of the distance term (default: balanced, lambda = sum of proxy losses / "
         "sum of distances, so each term carries half of the mass)",
     )
     loss_aware.add_argument(
         "--uniform-share",
-        type=float,
+        type=number(float, 0, 1),
         default=0.1,
         help="loss-aware: share of the mass spread uniformly over the rows, so every row can be drawn "
         "and weights stay bounded (default: 0.1; 0 = the paper's rule)",
@@ -239,20 +252,20 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
         "--subset-format",
         default="parquet",
         choices=SUBSET_FORMATS,
-        help="parquet: write the previous and the new draws to OUTPUT/subset; delta: append the new "
-        "draws to the --previous-subset table in one commit (default: parquet)",
+        help="format of OUTPUT/subset, the previous and the new draws: parquet (default) or delta (a new "
+        "table in one commit); the previous output is never modified",
     )
     method = parser.add_argument_group("sampling")
     method.add_argument(
         "--sample-size",
-        type=int,
+        type=number(int, 1, MAX_SAMPLE_SIZE),
         help="draws from the new rows (default: the previous draws times the new rows' share of the "
         "sensitivity mass, as one sample of the whole table would place them)",
     )
-    method.add_argument("--seed", type=int, default=0, help="seed of the new draws (default: 0)")
+    method.add_argument("--seed", type=seed_type(), default=0, help="seed of the new draws (default: 0)")
     method.add_argument(
         "--max-cost-drift",
-        type=float,
+        type=number(float, 0, above=True),
         default=MAX_COST_DRIFT,
         help="advise a full re-fit when the new rows' mean cost under the saved centers exceeds the "
         f"old rows' by this factor (default: {MAX_COST_DRIFT})",
@@ -260,21 +273,25 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     output.add_argument(
         "--output",
-        help="output folder (required): model/, manifest.json and, with --subset-format parquet, "
-        "subset/ appear together or not at all",
+        help="output folder (required): model/, subset/ and manifest.json appear together or not at all",
     )
     output.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    data.add_argument(
+        "--skip-earlier-id-check",
+        action="store_true",
+        help="do not check the new ids against the inputs earlier runs read (recorded in the manifest "
+        "next to --model); the check reads only their id column",
+    )
     add_running(parser)
 
 
 def _refresh_summary(manifest: dict) -> str:
     drift = manifest["cost_drift"]
-    version = manifest["subset_version"]
     lines = [
         f"added {manifest['m_new']} draws from {manifest['n_new']} new rows to {manifest['m_old']} "
         f"previous draws ({manifest['n']} rows in all); cost drift "
         f"{'n/a' if drift is None else f'{drift:.2f}'}; sum of weights {manifest['sum_of_weights']:.1f}",
-        f"subset: {manifest['subset']}" + ("" if version is None else f" (version {version})"),
+        f"subset: {manifest['subset']}",
     ]
     if manifest["refit_advised"]:
         lines.append("a full re-fit is advised: " + "; ".join(manifest["refit_reasons"]))
@@ -298,6 +315,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         max_cost_drift=args.max_cost_drift,
+        check_earlier_ids=not args.skip_earlier_id_check,
     )
     if not args.quiet:
         print(redact_text(_refresh_summary(manifest)))
@@ -356,6 +374,12 @@ def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = 
 
     # Under spark-submit, --master and --conf values are JVM system properties; SparkConf sees them
     # only once the gateway is up. Defaults never override them.
+    quiet_jvm = quiet and SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    if quiet_jvm:
+        # No start-up banner either: the JVM this command starts reads a quiet log4j2 configuration.
+        quiet_logs = Path(__file__).with_name("log4j2-quiet.properties")
+        opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} -Dlog4j2.configurationFile={quiet_logs}".strip()
     SparkContext._ensure_initialized()
     submitted = SparkConf()
     defaults = {
@@ -364,6 +388,8 @@ def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = 
         "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
     }
     builder = SparkSession.builder.appName(app_name)
+    if quiet_jvm:
+        del defaults["spark.log.level"]  # the quiet configuration has set it, without a message
     for key, value in defaults.items():
         if not submitted.contains(key):
             builder = builder.config(key, value)
@@ -389,8 +415,18 @@ def _summary(manifest: dict) -> str:
     )
 
 
+def _local_session_expected() -> bool:
+    """True when this command will start its own local Spark, so a plain path is a local path."""
+    master = os.environ.get("SPARK_MASTER", "local")
+    hadoop = any(os.environ.get(v) for v in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"))
+    return "PYSPARK_GATEWAY_PORT" not in os.environ and master.startswith("local") and not hadoop
+
+
 def run_select_command(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config = resolve_output(config_from_args(args))
+    if not args.dry_run and _local_session_expected() and is_local_path(config.output):
+        # Refuse a bad output before paying for Spark's start.
+        AtomicOutput(None, config.output, config.overwrite, inputs=input_paths(config)).check_destination()
     spark = spark_session("spark-sensitivity select", args.spark_conf, args.quiet, args.verbose)
     if args.dry_run:
         from spark_sensitivity.plan import plan_select
@@ -516,6 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"error: {redact_text(str(error))}", file=sys.stderr)
         return 2
+    except OSError as error:  # publishing failed; the message says the old output is unchanged
+        print(f"error: {redact_text(str(error))}", file=sys.stderr)
+        return 1
     except Exception as error:
         message = _spark_error_line(error)
         if message is None or verbose:

@@ -3,6 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+
+# Spark hashes the seed as a signed 64-bit literal; numpy wants it non-negative.
+MAX_SEED = 2**63 - 1
+# Draw counts and indexes are 32-bit integers in the subset's schema.
+MAX_SAMPLE_SIZE = 2**31 - 1
+
+
+def number(
+    kind: type, low: float | None = None, high: float | None = None, *, above: bool = False
+) -> Callable[[str], int | float]:
+    """An argparse type: an int or a finite float in [low, high] ((low, high] when ``above``)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low is not None and (value < low or (above and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def seed_type() -> Callable[[str], int | float]:
+    return number(int, 0, MAX_SEED)
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -39,7 +39,12 @@ def _converted(action: argparse.Action, key: str, value: Any, path: str) -> Any:
         return [(str(k), str(v)) for k, v in value.items()]
     if value is None:
         return None
-    converted = action.type(str(value)) if action.type is not None else str(value)
+    if isinstance(value, (dict, list)):
+        raise ValueError(f"config file {path}: {key} must be a single value, got {value!r}")
+    try:
+        converted = action.type(str(value)) if action.type is not None else str(value)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as error:
+        raise ValueError(f"config file {path}: {key}: {error}") from None
     if action.choices is not None and converted not in action.choices:
         raise ValueError(f"config file {path}: {key} must be one of {list(action.choices)}, got {value!r}")
     return converted

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import cluster, sample, score
+from spark_sensitivity.publish import glob_escape
 from spark_sensitivity.rowrandom import row_hash
 
 OUTPUT_COLUMNS = (
@@ -166,6 +167,12 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
         missing = [c for c in (self.getIdCol(), self.getFeaturesCol()) if c not in dataset.columns]
         if missing:
             raise ValueError(f"input has no column {missing[0]!r} (columns: {dataset.columns})")
+        dotted = [c for c in (self.getIdCol(), self.getFeaturesCol()) if "." in c]
+        if dotted:
+            raise ValueError(
+                f"column {dotted[0]!r} has a '.' in its name, which Spark reads as a struct field; "
+                "rename it (e.g. with withColumnRenamed) and pass the new name"
+            )
         clashing = [c for c in dataset.columns if c in OUTPUT_COLUMNS]
         if clashing:
             raise ValueError(
@@ -502,6 +509,7 @@ class _ModelReader(MLReader[SensitivitySamplerModel]):
         self.cls = cls
 
     def load(self, path: str) -> SensitivitySamplerModel:
+        path = glob_escape(path)  # a saved model is read by its exact name, even with [ or { in it
         metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
         rows = sorted(self.sparkSession.read.parquet(f"{path}/data").collect(), key=lambda r: r.cluster_id)
         centers = np.array([row.center for row in rows], dtype=np.float64)

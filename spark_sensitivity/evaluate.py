@@ -32,8 +32,9 @@ from pyspark.sql import functions as F
 from spark_sensitivity import baselines, lossaware, sample
 from spark_sensitivity.cluster import CLUSTER_COL
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.score import PROBABILITY_COL
-from spark_sensitivity.storage import INPUT_FORMATS, AtomicOutput, read_input
+from spark_sensitivity.storage import INPUT_FORMATS, read_input
 
 SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
 SEED_COL = baselines.SEED_COL
@@ -316,7 +317,8 @@ def run_evaluate(spark: SparkSession, config: EvaluateConfig) -> dict:
     """Evaluates every scheme; writes ``evaluation.json`` under ``config.output`` when given."""
     if config.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
-    out = AtomicOutput(spark, config.output, config.overwrite) if config.output else None
+    inputs = {"--input": None if config.format == "table" else config.input}
+    out = AtomicOutput(spark, config.output, config.overwrite, inputs=inputs) if config.output else None
     if out is not None:
         out.check_destination()
     table = LossTable(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from spark_sensitivity import lossaware
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.provenance import utc_timestamp, versions
+from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact, redact_text
 from spark_sensitivity.storage import (
-    AtomicOutput,
     check_table_name,
     read_input,
     read_table,
@@ -77,11 +78,24 @@ class SelectConfig:
     embed_options: dict[str, str] = field(default_factory=dict)
 
 
+# A run id names a folder: letters, digits and . _ : + = @ - only (Airflow's run ids fit).
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+=@-]*")
+
+
 def resolve_output(config: SelectConfig) -> SelectConfig:
-    """Fills in the run id (new when not given) and the {run_id} and {date} placeholders of --output."""
+    """Fills in the run id (new when not given) and the {run_id} and {date} placeholders of --output.
+
+    In the path a run id's colons become '-': Hadoop reads 'a:b' at the start of a path as a scheme.
+    """
     now = dt.datetime.now(dt.timezone.utc)
     run_id = config.run_id or f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    output = config.output.replace("{run_id}", run_id).replace("{date}", f"{now:%Y-%m-%d}")
+    if not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise ValueError(
+            f"--run-id {run_id!r} must be letters, digits and . _ : + = @ - (no '/' or '..'), starting "
+            "with a letter or digit"
+        )
+    folder = run_id.replace(":", "-")
+    output = config.output.replace("{run_id}", folder).replace("{date}", f"{now:%Y-%m-%d}")
     return dataclasses.replace(config, run_id=run_id, output=output)
 
 
@@ -89,6 +103,11 @@ def read_selection_input(spark: SparkSession, config: SelectConfig) -> DataFrame
     """The input table, with an embedding stored as text (CSV) parsed to an array."""
     df = read_input(spark, config.input, config.format, config.input_options)
     return parse_text_vectors(df, config.vector_col)
+
+
+def input_paths(config: SelectConfig) -> dict[str, str | None]:
+    """The paths a run reads, which its output must never replace or overlap."""
+    return {"--input": None if config.format == "table" else config.input, "--rep-losses": config.rep_losses}
 
 
 def _sampler(config: SelectConfig) -> SensitivitySampler:
@@ -150,7 +169,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         from spark_sensitivity.report import check_loss_column, write_report
     sampler = _sampler(config)
     sampler._validate_params()
-    out = AtomicOutput(spark, config.output, config.overwrite)
+    out = AtomicOutput(spark, config.output, config.overwrite, inputs=input_paths(config))
     out.check_destination()
     if config.output_table:
         check_table_name(spark, config.output_table, config.output_format, config.overwrite)
@@ -324,7 +343,7 @@ def _publish_representatives(
     try:
         lossaware.model_representatives(model).coalesce(1).write.parquet(out.path("representatives"))
         _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
-        reps = spark.read.parquet(out.path("representatives")).count()
+        reps = spark.read.parquet(out.read_path("representatives")).count()
         manifest = redact(
             {
                 "run_id": config.run_id,

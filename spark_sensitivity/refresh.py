@@ -18,13 +18,14 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity import cluster, sample, score
-from spark_sensitivity.delta import delta_version, read_delta, write_delta
+from spark_sensitivity import cluster, lineage, sample, score
+from spark_sensitivity.delta import delta_version, read_delta
 from spark_sensitivity.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, check_ids, check_rows
 from spark_sensitivity.provenance import utc_timestamp, versions
+from spark_sensitivity.publish import AtomicOutput, glob_escape
 from spark_sensitivity.redaction import redact
 from spark_sensitivity.rowrandom import row_hash
-from spark_sensitivity.storage import AtomicOutput, read_input
+from spark_sensitivity.storage import read_input, read_table, write_table
 from spark_sensitivity.vectors import parse_text_vectors
 
 # Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
@@ -181,7 +182,7 @@ def _previous_subset(
     if fmt not in SUBSET_FORMATS:
         raise ValueError(f"unknown subset format {fmt!r}; expected one of {', '.join(SUBSET_FORMATS)}")
     version = delta_version(path) if fmt == "delta" else None
-    previous = read_delta(spark, path, version) if fmt == "delta" else spark.read.parquet(path)
+    previous = read_delta(spark, path, version) if fmt == "delta" else spark.read.parquet(glob_escape(path))
     missing = [c for c in (id_col, sample.COUNT_COL, sample.WEIGHT_COL) if c not in previous.columns]
     if missing:
         raise ValueError(f"previous subset {path} has no column {missing[0]!r}; is it a subset/ output?")
@@ -223,25 +224,6 @@ def _check_union(subset: DataFrame, id_col: str, expected_draws: int, expected_r
     return float(totals["weights"])
 
 
-def _append_stratum(stratum: DataFrame, table: str, version: int) -> None:
-    """The refresh's commit point: one Delta commit on top of the version the refresh read."""
-    if delta_version(table) != version:
-        raise ValueError(f"Delta table {table} changed during the refresh (it was at version {version})")
-    write_delta(stratum, table, "append")
-
-
-def _publish_after_commit(out: AtomicOutput, table: str, version: int) -> None:
-    """Publishes the output folder; if that fails after the commit, says how to undo the commit."""
-    try:
-        out.publish()
-    except Exception as error:
-        raise RuntimeError(
-            f"the new stratum was committed to Delta table {table} as version {version + 1}, but "
-            f"{out.destination} could not be published ({error}); restore the table to version "
-            f"{version} before running this refresh again"
-        ) from error
-
-
 def run_refresh(
     spark: SparkSession,
     *,
@@ -256,6 +238,7 @@ def run_refresh(
     seed: int = 0,
     overwrite: bool = False,
     max_cost_drift: float = MAX_COST_DRIFT,
+    check_earlier_ids: bool = True,
 ) -> dict[str, Any]:
     """Adds a stratum of newly appended rows to a weighted subset; returns the manifest.
 
@@ -263,17 +246,20 @@ def run_refresh(
     of new draws (default: :func:`allocate_draws`). Publishes under ``output``: model/ (same centers,
     old + new statistics, for the next refresh) and manifest.json (draws, drift, re-fit advice), plus
 
-    - subset_format "parquet": subset/, the previous subset's rows unchanged plus the new stratum;
-    - subset_format "delta": nothing more; the new stratum is appended to the previous subset's
-      Delta table in one commit (the previous version stays readable by time travel).
+    subset/: the previous subset's rows unchanged plus the new stratum, as Parquet or as a new Delta
+    table (``subset_format``). The previous output is never modified. ``check_earlier_ids`` refuses
+    new rows whose ids an earlier run's input holds (one semi-join on the id column per input).
     """
     if sample_size is not None and sample_size < 1:
         raise ValueError(f"--sample-size must be at least 1, got {sample_size}")
     started = time.perf_counter()
     model = SensitivitySamplerModel.load(model_path)
     id_col = model.getIdCol()
-    out = AtomicOutput(spark, output, overwrite)
+    inputs = {"--model": model_path, "--new-input": new_input, "--previous-subset": previous_subset}
+    out = AtomicOutput(spark, output, overwrite, inputs=inputs)
     out.check_destination()
+    lineage.check_same_run(spark, model_path, previous_subset)
+    earlier = lineage.inputs_read(lineage.run_manifest(spark, model_path))
     previous, old_draws, version = _previous_subset(spark, previous_subset, subset_format, id_col)
     new_rows = parse_text_vectors(_read(spark, new_input, fmt, input_options or {}), model.getFeaturesCol())
     missing = [c for c in previous.columns if c not in (*new_rows.columns, *OUTPUT_COLUMNS)]
@@ -286,6 +272,11 @@ def run_refresh(
     scored = score_new_rows(model, new_rows)
     stratum: DataFrame | None = None
     try:
+        unchecked = (
+            lineage.check_not_read_before(spark, scored.assigned, id_col, earlier, new_input)
+            if check_earlier_ids
+            else ["not checked (--skip-earlier-id-check)"]
+        )
         _check_fresh_ids(scored.assigned, previous, id_col)
         old_stats = model.clusterStats
         draws = sample_size or allocate_draws(old_stats, scored.stats, old_draws)
@@ -308,9 +299,8 @@ def run_refresh(
         new_part = stratum.select(*[F.col(c).cast(previous.schema[c].dataType) for c in previous.columns])
         expected_rows = previous.count() + new_part.count()
         union = previous.unionByName(new_part)
-        if subset_format == "parquet":
-            union.write.parquet(out.path("subset"))
-            union = spark.read.parquet(out.path("subset"))
+        write_table(union, out.path("subset"), subset_format)
+        union = read_table(spark, out.path("subset"), subset_format)
         weight_sum = _check_union(union, id_col, old_draws + draws, expected_rows)
         updated.write().save(out.path("model"))
         manifest = {
@@ -324,8 +314,10 @@ def run_refresh(
                 "seed": seed,
                 "max_cost_drift": max_cost_drift,
             },
-            "subset": previous_subset if subset_format == "delta" else out.destination + "/subset",
-            "subset_version": None if version is None else version + 1,
+            "subset": out.destination + "/subset",
+            "previous_subset_version": version,
+            "inputs": [*earlier, {"path": new_input, "format": fmt}],
+            "earlier_inputs_unchecked": unchecked,
             "n_old": old_stats.n,
             "n_new": scored.stats.n,
             "n": rows_now,
@@ -348,11 +340,7 @@ def run_refresh(
         }
         manifest = redact(manifest)
         out.write_json("manifest.json", manifest)
-        if subset_format == "delta":
-            _append_stratum(new_part, previous_subset, version)
-            _publish_after_commit(out, previous_subset, version)
-        else:
-            out.publish()
+        out.publish()
     except BaseException:
         out.abort()
         raise

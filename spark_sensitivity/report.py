@@ -19,10 +19,11 @@ from pyspark.sql.types import NumericType
 from spark_sensitivity import rowrandom
 from spark_sensitivity.cluster import CLUSTER_COL
 from spark_sensitivity.estimator import SensitivitySamplerModel
+from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.report_render import LossComparison, ReportData, render
 from spark_sensitivity.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.score import SENSITIVITY_COL
-from spark_sensitivity.storage import AtomicOutput
+from spark_sensitivity.storage import read_table
 from spark_sensitivity.vectors import batch_matrix, vector_values
 
 REPORT_DIR = "report"
@@ -88,7 +89,7 @@ def gather(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     if "n" not in manifest:
         raise ValueError("the manifest has no 'n' (the number of input rows)")
-    clusters = sorted(spark.read.parquet(output.path("clusters")).collect(), key=lambda r: r.cluster_id)
+    clusters = sorted(spark.read.parquet(output.read_path("clusters")).collect(), key=lambda r: r.cluster_id)
     centers = np.array([row.center for row in clusters], dtype=np.float64)
     sizes = np.array([row.size for row in clusters], dtype=np.int64)
     costs = np.array([row.cost for row in clusters], dtype=np.float64)
@@ -99,7 +100,8 @@ def gather(
         check_loss_column(data, loss_col)
         loss_truth = true_mean_loss(data, id_col, vector_col, loss_col, centers.shape[1])
 
-    subset = spark.read.parquet(output.path("subset"))
+    subset_format = manifest.get("parameters", {}).get("output_format", "parquet")
+    subset = read_table(spark, output.path("subset"), subset_format)
     draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(clusters), loss_col)
 
     scorer = model.copy({model.featuresCol: vector_col})

@@ -1,21 +1,13 @@
-"""Reading inputs, and publishing outputs atomically through the Hadoop FileSystem API.
-
-Outputs are built under a hidden staging folder next to the destination (same file system, so the
-final move is a rename) and moved into place only when complete. A failed run leaves nothing at the
-destination; an existing destination is replaced only when asked to. On object stores without an
-atomic rename (S3) the final move is a copy: point --output at HDFS, a local or mounted file system,
-or use a table format with atomic commits there.
-"""
+"""Reading inputs and writing tables; publishing the output folder is :mod:`spark_sensitivity.publish`."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from typing import Any
-
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefinedType
+
+from spark_sensitivity.files import glob_escape
 
 INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "table")
 
@@ -36,7 +28,14 @@ def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, st
         reader = reader.option("header", options.get("header", "true")).option(
             "inferSchema", options.get("inferSchema", "true")
         )
-    return reader.format(fmt).load(source)
+    try:
+        return reader.format(fmt).load(source)
+    except AnalysisException as error:
+        if error.getCondition() == "UNABLE_TO_INFER_SCHEMA":
+            raise ValueError(
+                f"input {source} holds no {fmt} data files (only empty or hidden files such as _SUCCESS)"
+            ) from error
+        raise
 
 
 OUTPUT_FORMATS = ("parquet", "delta", "json", "csv", "orc")
@@ -66,9 +65,10 @@ def read_table(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         from spark_sensitivity.delta import read_delta
 
         return read_delta(spark, path)
+    # Our own folders are read by their exact name, even with [, {, * or ? in it.
     if fmt == "csv":
-        return spark.read.option("header", "true").option("inferSchema", "true").csv(path)
-    return spark.read.format(fmt).load(path)
+        return spark.read.option("header", "true").option("inferSchema", "true").csv(glob_escape(path))
+    return spark.read.format(fmt).load(glob_escape(path))
 
 
 def check_table_name(spark: SparkSession, name: str, fmt: str, overwrite: bool) -> None:
@@ -91,68 +91,3 @@ def register_table(spark: SparkSession, name: str, path: str, fmt: str) -> None:
 
 def _is_nested(dtype: DataType) -> bool:
     return isinstance(dtype, (ArrayType, MapType, StructType, UserDefinedType))
-
-
-class AtomicOutput:
-    """A destination folder that appears complete or not at all."""
-
-    def __init__(self, spark: SparkSession, destination: str, overwrite: bool):
-        self._spark = spark
-        jvm = spark.sparkContext._jvm
-        self._Path = jvm.org.apache.hadoop.fs.Path
-        self.destination = destination.rstrip("/")
-        self._dest = self._Path(self.destination)
-        self._fs = self._dest.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        run = uuid.uuid4().hex[:12]
-        parent, name = self._dest.getParent(), self._dest.getName()
-        self.staging = str(self._Path(parent, f".{name}.staging-{run}"))
-        self._replaced = self._Path(parent, f".{name}.replaced-{run}")
-        self.overwrite = overwrite
-
-    @property
-    def uri(self) -> str:
-        """The destination as a fully qualified URI (what a catalog table must point at)."""
-        return str(self._fs.makeQualified(self._dest).toString())
-
-    def exists(self) -> bool:
-        return bool(self._fs.exists(self._dest))
-
-    def check_destination(self) -> None:
-        """Fails before any work when the destination exists and overwriting was not asked for."""
-        if self.exists() and not self.overwrite:
-            raise FileExistsError(f"output {self.destination} already exists; pass --overwrite to replace it")
-
-    def path(self, relative: str) -> str:
-        return f"{self.staging}/{relative}"
-
-    def write_bytes(self, relative: str, data: bytes) -> None:
-        stream = self._fs.create(self._Path(self.path(relative)), True)
-        try:
-            stream.write(bytearray(data))
-        finally:
-            stream.close()
-
-    def write_text(self, relative: str, text: str) -> None:
-        self.write_bytes(relative, text.encode("utf-8"))
-
-    def write_json(self, relative: str, value: Any) -> None:
-        self.write_text(relative, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-    def publish(self) -> None:
-        """Moves the staging folder into place, replacing an old output only when allowed."""
-        self.check_destination()
-        moved_old = False
-        if self._fs.exists(self._dest):
-            if not self._fs.rename(self._dest, self._replaced):
-                raise OSError(f"could not move the old output {self.destination} aside")
-            moved_old = True
-        if not self._fs.rename(self._Path(self.staging), self._dest):
-            if moved_old:
-                self._fs.rename(self._replaced, self._dest)
-            raise OSError(f"could not move the finished output into {self.destination}")
-        if moved_old:
-            self._fs.delete(self._replaced, True)
-
-    def abort(self) -> None:
-        """Removes the staging folder; the destination is untouched."""
-        self._fs.delete(self._Path(self.staging), True)

@@ -9,7 +9,7 @@ from conftest import blobs
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler, SensitivitySamplerModel
-from spark_sensitivity.delta import read_delta, write_delta
+from spark_sensitivity.delta import delta_version, read_delta, write_delta
 from spark_sensitivity.refresh import (
     MAX_COST_DRIFT,
     allocate_draws,
@@ -179,10 +179,10 @@ def test_refresh_job_scores_only_new_rows_and_chains(spark, tmp_path, saved, new
     assert history["rows_at_fit"] == OLD and [r["new_rows"] for r in history["refreshes"]] == [NEW, LATER]
 
 
-def test_refresh_appends_one_delta_version(spark, tmp_path, saved):
+def test_delta_refresh_writes_its_own_table_and_leaves_the_previous_one(spark, tmp_path, saved):
     folder, _ = saved
     previous = spark.read.parquet(str(folder / "previous"))
-    table = str(tmp_path / "subset_table")
+    table = str(folder / "subset_table")  # next to the model: one run's output
     write_delta(previous, table)
     manifest = run_refresh(
         spark,
@@ -193,12 +193,12 @@ def test_refresh_appends_one_delta_version(spark, tmp_path, saved):
         output=str(tmp_path / "refresh"),
         seed=5,
     )
-    assert manifest["subset_version"] == 1 and not (tmp_path / "refresh" / "subset").exists()
-    before = read_delta(spark, table, version=0)
-    after = read_delta(spark, table)
-    assert before.orderBy("id").collect() == previous.orderBy("id").collect()
-    assert after.where(F.col("id") < OLD).orderBy("id").collect() == before.orderBy("id").collect()
+    assert manifest["previous_subset_version"] == 0 and delta_version(table) == 0
+    assert read_delta(spark, table).orderBy("id").collect() == previous.orderBy("id").collect()
+    after = read_delta(spark, str(tmp_path / "refresh" / "subset"))
+    assert after.where(F.col("id") < OLD).orderBy("id").collect() == previous.orderBy("id").collect()
     assert after.agg(F.sum("count")).first()[0] == 150 + manifest["m_new"]
+    assert delta_version(str(tmp_path / "refresh" / "subset")) == 0
 
 
 def test_reused_ids_and_missing_columns_are_rejected(spark, tmp_path, saved, points):

@@ -17,7 +17,8 @@ from spark_sensitivity.cliargs import add_key_values, add_running
 from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS
 from spark_sensitivity.embedders.stage import embed_frame
 from spark_sensitivity.provenance import utc_timestamp, versions
-from spark_sensitivity.storage import INPUT_FORMATS, AtomicOutput, read_input
+from spark_sensitivity.publish import AtomicOutput
+from spark_sensitivity.storage import INPUT_FORMATS, read_input
 
 log = logging.getLogger("spark_sensitivity")
 MANIFEST = "_manifest.json"  # a leading underscore: Spark and pyarrow skip it when reading the table
@@ -99,7 +100,8 @@ def add_embed_job_arguments(parser: argparse.ArgumentParser) -> None:
 def run_embed_job(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     """Embeds ``args.input`` and publishes id + embedding (+ kept columns) under ``args.output``."""
     started = time.perf_counter()
-    out = AtomicOutput(spark, args.output, args.overwrite)
+    inputs = {"--input": None if args.format == "table" else args.input}
+    out = AtomicOutput(spark, args.output, args.overwrite, inputs=inputs)
     out.check_destination()
     embedding = embed_arguments(args)
     df = read_input(spark, args.input, args.format, dict(args.input_option))
