@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spark_sensitivity import evaluate
+from spark_sensitivity import evaluate, forecast, lossaware
 from spark_sensitivity.cliargs import (
     MAX_SAMPLE_SIZE,
     add_config,
@@ -210,6 +210,34 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         help="loss-aware: share of the mass spread uniformly over the rows, so every row can be drawn "
         "and weights stay bounded (default: 0.1; 0 = the paper's rule)",
     )
+    loss_aware.add_argument(
+        "--round1",
+        help="loss-aware round 2: round 1's output folder; its manifest's settings must match this run's "
+        "(default: a round-1 manifest.json in the folder holding --rep-losses, when there is one)",
+    )
+    loss_aware.add_argument(
+        "--rep-weights",
+        default="zero",
+        choices=lossaware.REP_WEIGHTS,
+        help="loss-aware round 2: weight of a representative that was not drawn: zero (default; the "
+        "weighted sums stay unbiased) or cluster (its cluster's size, for training; biased estimates)",
+    )
+    ahead = parser.add_argument_group("forecast (manifest, report and summary)")
+    ahead.add_argument(
+        "--pilot-losses",
+        help="table of id and loss for a uniform random pilot of rows you scored: forecast the RMSE of "
+        "the mean loss estimate of sensitivity, stratified and uniform sampling at --sample-size "
+        "(loss-aware round 2 forecasts from the representatives' losses without it)",
+    )
+    ahead.add_argument(
+        "--pilot-losses-format",
+        default="parquet",
+        choices=INPUT_FORMATS,
+        help="format of --pilot-losses (default: parquet)",
+    )
+    ahead.add_argument(
+        "--pilot-loss-col", default="loss", help="loss column of --pilot-losses (default: loss)"
+    )
 
     run = add_running(parser)
     run.add_argument(
@@ -363,6 +391,11 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         rep_loss_col=args.rep_loss_col,
         loss_lambda=args.loss_lambda,
         uniform_share=args.uniform_share,
+        round1=args.round1,
+        rep_weights=args.rep_weights,
+        pilot_losses=args.pilot_losses,
+        pilot_losses_format=args.pilot_losses_format,
+        pilot_loss_col=args.pilot_loss_col,
     )
 
 
@@ -412,6 +445,17 @@ def _summary(manifest: dict) -> str:
         f"(n = {manifest['n_valid']}); {manifest['timings']['total_seconds']:.1f} s\n"
         f"output: {manifest['output']} (subset/, clusters/, manifest.json"
         + (", report/index.html)" if "report" in manifest else ")")
+        + _forecast_summary(manifest.get("forecast"))
+    )
+
+
+def _forecast_summary(facts: dict | None) -> str:
+    if not facts:
+        return ""
+    lines = forecast.describe(facts)
+    return (
+        f"\nforecast RMSE of the mean loss estimate at m = {facts['m']}, relative to the mean (from "
+        f"{facts['basis_rows']} {facts['source']} rows; 95 % interval):\n  " + "\n  ".join(lines)
     )
 
 

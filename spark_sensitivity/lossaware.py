@@ -17,11 +17,15 @@
    ``sample``); the training set is all of them. A representative that is also drawn keeps its role
    and carries its draws' count and weight; one that is not drawn has count 0 and weight 0, so
    sum(weight * loss) over the output is the unbiased estimate of the total loss.
+   ``rep_weights="cluster"`` adds n_j to each representative's weight instead, for training: each
+   representative then stands for its whole cluster. That is not unbiased for estimation: sum_j n_j
+   loss(r_j) misses the total by sum_j n_j (loss(r_j) - mean loss of cluster j), a bias no m removes,
+   and with the draws' weights the sum of weights is about 2n.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +46,7 @@ PROXY_COL = "proxy_loss"
 ROLE_COL = "role"
 REPRESENTATIVE = "representative"
 SAMPLE = "sample"
+REP_WEIGHTS = ("zero", "cluster")
 DEFAULT_UNIFORM_SHARE = 0.1
 _VECTOR_TMP = "__ss_vector"
 
@@ -105,13 +110,19 @@ class LossAwareSensitivity:
         return self.proxy[cluster_ids] + self.lam * costs + self.floor
 
 
-def _representative_losses(reps: DataFrame, rep_losses: DataFrame, id_col: str, loss_col: str) -> list:
-    """The representatives with their loss; a one-line ValueError when a loss is missing or bad."""
-    for column in (id_col, loss_col):
+def check_loss_columns(rep_losses: DataFrame, id_col: str, loss_col: str) -> None:
+    """A one-line ValueError naming the table's columns when the id or loss column is missing."""
+    for column, flag in ((id_col, "--id-col"), (loss_col, "--rep-loss-col")):
         if column not in rep_losses.columns:
             raise ValueError(
-                f"the representatives' loss table has no column {column!r} (columns: {rep_losses.columns})"
+                f"the representatives' loss table has no column {column!r} (columns: "
+                f"{', '.join(rep_losses.columns)}); name it with {flag}"
             )
+
+
+def _representative_losses(reps: DataFrame, rep_losses: DataFrame, id_col: str, loss_col: str) -> list:
+    """The representatives with their loss; a one-line ValueError when a loss is missing or bad."""
+    check_loss_columns(rep_losses, id_col, loss_col)
     losses = rep_losses.select(F.col(id_col), F.col(loss_col).cast("double").alias(PROXY_COL))
     rows = reps.join(losses, on=id_col, how="left").collect()
     missing = [r[id_col] for r in rows if r[PROXY_COL] is None]
@@ -189,6 +200,7 @@ class LossAwareSelection:
     sizes: np.ndarray
     source: DataFrame
     id_col: str
+    rep_vectors: np.ndarray | None = None  # in the order of ``representatives``
 
     @property
     def n(self) -> int:
@@ -198,6 +210,12 @@ class LossAwareSelection:
     def proxy_total(self) -> float:
         """sum_i loss(r_a(i)): the control variate's known total (see ``evaluate``)."""
         return float((self.sizes * self.scorer.proxy).sum())
+
+    def rep_vectors_by_cluster(self) -> np.ndarray:
+        """The representatives' embeddings as a (k, d) array indexed by cluster id (zeros if empty)."""
+        vectors = np.zeros((len(self.sizes), self.rep_vectors.shape[1]), dtype=np.float64)
+        vectors[[r[CLUSTER_COL] for r in self.representatives]] = self.rep_vectors
+        return vectors
 
     def representatives_frame(self) -> DataFrame:
         """The representatives as a DataFrame: cluster_id, id, distance, proxy_loss."""
@@ -217,12 +235,17 @@ class LossAwareSelection:
         rows = [(j, float(p)) for j, p in enumerate(self.scorer.proxy)]
         return self.scored.sparkSession.createDataFrame(rows, f"{CLUSTER_COL} int, {PROXY_COL} double")
 
-    def sample(self, sample_size: int, seed: int, drop_columns: tuple[str, ...] = ()) -> DataFrame:
+    def sample(
+        self, sample_size: int, seed: int, drop_columns: tuple[str, ...] = (), rep_weights: str = "zero"
+    ) -> DataFrame:
         """The k representatives plus exactly ``sample_size`` draws, one row per id, with a role.
 
         Columns: the source's (less ``drop_columns``), cluster_id, cost, proxy_loss, sensitivity,
         probability, count, weight and role. Persisted draws underlie it; it is cheap to collect.
+        ``rep_weights``: "zero" (unbiased estimates) or "cluster" (+ n_j per representative; module doc).
         """
+        if rep_weights not in REP_WEIGHTS:
+            raise ValueError(f"rep weights must be one of {', '.join(REP_WEIGHTS)}, got {rep_weights!r}")
         scored = self.scored.withColumn(sample.HASH_COL, row_hash(self.id_col, seed))
         drawn = sample.draw(scored, self.scorer, sample_size).frame.drop(sample.HASH_COL)
         total = self.scorer.total_sensitivity
@@ -232,6 +255,7 @@ class LossAwareSelection:
                 StructField(self.id_col, id_field.dataType),
                 StructField("__rep_cluster", IntegerType()),
                 StructField("__rep_sensitivity", DoubleType()),
+                StructField("__rep_weight", DoubleType()),
                 StructField(ROLE_COL, StringType()),
             ]
         )
@@ -241,6 +265,7 @@ class LossAwareSelection:
                     r[self.id_col],
                     r[CLUSTER_COL],
                     float(self.scorer.proxy[r[CLUSTER_COL]] + self.scorer.floor),
+                    float(self.sizes[r[CLUSTER_COL]]) if rep_weights == "cluster" else 0.0,
                     REPRESENTATIVE,
                 )
                 for r in self.representatives
@@ -256,7 +281,10 @@ class LossAwareSelection:
             F.coalesce(F.col(SENSITIVITY_COL), rep_sensitivity).alias(SENSITIVITY_COL),
             F.coalesce(F.col(PROBABILITY_COL), rep_sensitivity / total).alias(PROBABILITY_COL),
             F.coalesce(F.col(sample.COUNT_COL), F.lit(0)).alias(sample.COUNT_COL),
-            F.coalesce(F.col(sample.WEIGHT_COL), F.lit(0.0)).alias(sample.WEIGHT_COL),
+            (
+                F.coalesce(F.col(sample.WEIGHT_COL), F.lit(0.0))
+                + F.coalesce(F.col("__rep_weight"), F.lit(0.0))
+            ).alias(sample.WEIGHT_COL),
             F.coalesce(F.col(ROLE_COL), F.lit(SAMPLE)).alias(ROLE_COL),
         ).join(F.broadcast(self.proxy_frame()), on=CLUSTER_COL, how="left")
         ordered = [self.id_col, CLUSTER_COL, COST_COL, PROXY_COL, SENSITIVITY_COL, PROBABILITY_COL]
@@ -299,7 +327,16 @@ def prepare(
     scorer = LossAwareSensitivity.balanced(sizes, distance_costs, proxy, lam, uniform_share)
     if dataset is not None:
         assigned.unpersist()
-    return LossAwareSelection(reps, scored, scorer, sizes, source, id_col)
+    return LossAwareSelection(reps, scored, scorer, sizes, source, id_col, rep_vectors)
+
+
+def with_input_columns(
+    reps: DataFrame, source: DataFrame, id_col: str, drop_columns: tuple[str, ...] = ()
+) -> DataFrame:
+    """The representatives (cluster_id, id, distance) with the input's other columns, so a user can
+    score them without a join."""
+    carried = source.drop(*drop_columns, *(c for c in reps.columns if c != id_col))
+    return reps.join(carried, on=id_col, how="inner").orderBy(CLUSTER_COL)
 
 
 def model_representatives(model: SensitivitySamplerModel, dataset: DataFrame | None = None) -> DataFrame:
@@ -350,12 +387,17 @@ def select_with_roles(
     lam: float | None = None,
     uniform_share: float = DEFAULT_UNIFORM_SHARE,
     drop_columns: tuple[str, ...] = (),
+    rep_weights: str = "zero",
+    on_prepared: Callable[[LossAwareSelection], None] | None = None,
 ) -> tuple[DataFrame, dict]:
     """The selection job's loss-aware step: the persisted subset (representatives + m draws, with
-    roles) of the model's training data, and the facts for the manifest."""
+    roles) of the model's training data, and the facts for the manifest. ``on_prepared`` sees the
+    prepared selection before the draws (the job's checks and forecast)."""
     selection = prepare(model, rep_losses, loss_col, lam, uniform_share)
     try:
-        subset = selection.sample(sample_size, seed, drop_columns).persist()
+        if on_prepared is not None:
+            on_prepared(selection)
+        subset = selection.sample(sample_size, seed, drop_columns, rep_weights).persist()
         subset.count()
     finally:
         selection.release()
@@ -365,6 +407,7 @@ def select_with_roles(
         "lambda": scorer.lam,
         "lambda_balanced": lam is None,
         "uniform_share": uniform_share,
+        "rep_weights": rep_weights,
         "floor": scorer.floor,
         "proxy_loss_total": selection.proxy_total,
         "sum_of_sensitivities": scorer.total_sensitivity,

@@ -15,7 +15,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity import lossaware
+from spark_sensitivity import forecast_inputs, lossaware, lossaware_rounds
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.provenance import utc_timestamp, versions
@@ -71,6 +71,11 @@ class SelectConfig:
     rep_loss_col: str = "loss"
     loss_lambda: float | None = None
     uniform_share: float = lossaware.DEFAULT_UNIFORM_SHARE
+    round1: str | None = None
+    rep_weights: str = "zero"
+    pilot_losses: str | None = None
+    pilot_losses_format: str = "parquet"
+    pilot_loss_col: str = "loss"
     embedder: str | None = None
     text_col: str | None = None
     image_col: str | None = None
@@ -107,7 +112,12 @@ def read_selection_input(spark: SparkSession, config: SelectConfig) -> DataFrame
 
 def input_paths(config: SelectConfig) -> dict[str, str | None]:
     """The paths a run reads, which its output must never replace or overlap."""
-    return {"--input": None if config.format == "table" else config.input, "--rep-losses": config.rep_losses}
+    return {
+        "--input": None if config.format == "table" else config.input,
+        "--rep-losses": config.rep_losses,
+        "--pilot-losses": config.pilot_losses,
+        "--round1": config.round1,
+    }
 
 
 def _sampler(config: SelectConfig) -> SensitivitySampler:
@@ -164,6 +174,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         raise ValueError("--rep-losses needs --mode loss-aware")
     if config.loss_col is not None and not config.report:
         raise ValueError("--loss-col is used by the report only; add --report")
+    round1 = _check_loss_aware_flags(spark, config)
     if config.report:
         # Imported here: the report needs matplotlib (the 'report' extra), the selection does not.
         from spark_sensitivity.report import check_loss_column, write_report
@@ -229,7 +240,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
 
     if config.mode == "loss-aware" and config.rep_losses is None:
         try:
-            return _publish_representatives(spark, config, out, model, n_rows, started)
+            return _publish_representatives(spark, config, out, model, df, n_rows, started)
         finally:
             model.summary.release()
             if embedded is not None:
@@ -240,15 +251,25 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         tick = time.perf_counter()
         drop = (config.vector_col,) if config.drop_vector else ()
         loss_aware: dict[str, Any] = {}
+        forecast: dict[str, Any] | None = None
         if config.mode == "loss-aware":
-            lossaware.model_representatives(model).coalesce(1).write.parquet(out.path("representatives"))
+            _write_representatives(model, df, config, out)
+            if round1 is not None:
+                reps = spark.read.parquet(out.path("representatives"))
+                lossaware_rounds.check_same_representatives(spark, round1, reps, config.id_col)
             losses = read_input(spark, config.rep_losses, config.rep_losses_format, {})
+
+            def on_prepared(selection: lossaware.LossAwareSelection) -> None:
+                nonlocal forecast
+                forecast = _forecast(spark, config, model, selection)
+
             subset, loss_aware = lossaware.select_with_roles(
                 model, losses, config.sample_size, config.seed, config.rep_loss_col,
-                config.loss_lambda, config.uniform_share, drop,
+                config.loss_lambda, config.uniform_share, drop, config.rep_weights, on_prepared,
             )  # fmt: skip
         else:
             subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
+            forecast = _forecast(spark, config, model)
         # Counted, then written: without this the join with the input (a scan of all rows) runs twice.
         subset = subset.persist()
         drawn_rows = subset.count()
@@ -287,6 +308,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "sum_of_sensitivities": loss_aware.pop("sum_of_sensitivities", stats.total_sensitivity),
             "mode": config.mode,
             **({"loss_aware": loss_aware} if loss_aware else {}),
+            **({"forecast": forecast} if forecast else {}),
             "sampling": model.lastSampleInfo,
             "embedding": None
             if embed_report is None
@@ -335,13 +357,14 @@ def _publish_representatives(
     config: SelectConfig,
     out: AtomicOutput,
     model: SensitivitySamplerModel,
+    df: DataFrame,
     n_rows: int,
     started: float,
 ) -> dict[str, Any]:
     """Loss-aware step 1 (no --rep-losses yet): publishes representatives/, clusters/ and a manifest
     that says what to do next."""
     try:
-        lossaware.model_representatives(model).coalesce(1).write.parquet(out.path("representatives"))
+        _write_representatives(model, df, config, out)
         _clusters_frame(spark, model).coalesce(1).write.parquet(out.path("clusters"))
         reps = spark.read.parquet(out.read_path("representatives")).count()
         manifest = redact(
@@ -352,6 +375,7 @@ def _publish_representatives(
                 "n": n_rows,
                 "k": config.k,
                 "representatives": reps,
+                "round_settings": lossaware_rounds.round_settings(dataclasses.asdict(config)),
                 "next_step": "compute the model's loss on the rows of representatives/ (a table of id, "
                 "loss) and run again with the same input, seed and k-means settings plus --rep-losses",
                 "timings": {"total_seconds": round(time.perf_counter() - started, 3)},
@@ -365,3 +389,70 @@ def _publish_representatives(
         out.abort()
         raise
     return manifest
+
+
+def _write_representatives(
+    model: SensitivitySamplerModel, df: DataFrame, config: SelectConfig, out: AtomicOutput
+) -> None:
+    """representatives/: cluster_id, id, distance and the input's columns (the embedding too unless
+    --drop-vector), so the user can score them without a join."""
+    drop = (config.vector_col,) if config.drop_vector else ()
+    reps = lossaware.with_input_columns(lossaware.model_representatives(model), df, config.id_col, drop)
+    reps.coalesce(1).write.parquet(out.path("representatives"))
+
+
+def _check_loss_aware_flags(spark: SparkSession, config: SelectConfig) -> str | None:
+    """Flags that need each other, and round 2's settings against round 1's manifest when one is
+    found (``lossaware_rounds``); returns round 1's folder, or None."""
+    if config.rep_weights not in lossaware.REP_WEIGHTS:
+        raise ValueError(
+            f"--rep-weights must be one of {', '.join(lossaware.REP_WEIGHTS)}, got {config.rep_weights!r}"
+        )
+    if config.rep_weights != "zero" and config.rep_losses is None:
+        raise ValueError("--rep-weights needs --mode loss-aware with --rep-losses")
+    if config.round1 is not None and config.rep_losses is None:
+        raise ValueError("--round1 needs --mode loss-aware with --rep-losses")
+    if config.pilot_losses is not None and config.mode == "loss-aware" and config.rep_losses is None:
+        raise ValueError("--pilot-losses forecasts the draws: in loss-aware mode it needs --rep-losses")
+    if config.pilot_losses is not None:
+        pilot = read_input(spark, config.pilot_losses, config.pilot_losses_format, {})
+        forecast_inputs.check_pilot_columns(pilot, config.id_col, config.pilot_loss_col)
+    if config.rep_losses is None:
+        return None
+    losses = read_input(spark, config.rep_losses, config.rep_losses_format, {})
+    lossaware.check_loss_columns(losses, config.id_col, config.rep_loss_col)
+    found = lossaware_rounds.round1_manifest(spark, config.round1, config.rep_losses)
+    if found is None:
+        return None
+    manifest, folder = found
+    lossaware_rounds.check_same_settings(manifest, folder, dataclasses.asdict(config))
+    return folder
+
+
+def _forecast(
+    spark: SparkSession,
+    config: SelectConfig,
+    model: SensitivitySamplerModel,
+    selection: lossaware.LossAwareSelection | None = None,
+) -> dict[str, Any] | None:
+    """The forecast section of the manifest: from --pilot-losses when given, else from the
+    representatives' losses in loss-aware mode; None in model-free mode without a pilot."""
+    m, seed = config.sample_size, config.seed
+    if config.pilot_losses is not None:
+        pilot = read_input(spark, config.pilot_losses, config.pilot_losses_format, {})
+        if selection is None:
+            scored = model.summary.assignments.where(F.col("cluster_id").isNotNull())
+            scorer, sizes = model.clusterStats, model.clusterStats.sizes
+        else:
+            scored, scorer, sizes = selection.scored, selection.scorer, selection.sizes
+        result = forecast_inputs.pilot_forecast(
+            scored, scorer, sizes, pilot, config.id_col, config.pilot_loss_col, m, seed
+        )
+    elif selection is not None:
+        result = forecast_inputs.representatives_forecast(
+            model.summary.assignments, selection.scored, selection.scorer, selection.sizes,
+            selection.scorer.proxy, selection.rep_vectors_by_cluster(), config.z, m, seed,
+        )  # fmt: skip
+    else:
+        return None
+    return {**result.as_dict(), "sensitivity_rule": config.mode}

@@ -149,6 +149,7 @@ def gather(
         centers_xy=(centers - mean) @ basis.T,
         explained_variance=explained,
         loss=loss,
+        forecast=manifest.get("forecast"),
         run_facts=_run_facts(manifest),
     )
 

@@ -15,6 +15,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from spark_sensitivity.forecast import SCHEMES, describe
+
 FIGURE_SIZE = (8.0, 5.0)
 FIGURE_DPI = 100
 POPULATION_COLOR = "#9a9a9a"
@@ -76,6 +78,7 @@ class ReportData:
     centers_xy: np.ndarray
     explained_variance: tuple[float, float]
     loss: LossComparison | None = None
+    forecast: dict | None = None  # the manifest's forecast section
     run_facts: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -273,6 +276,23 @@ def _loss(loss: LossComparison | None) -> str:
     )
 
 
+def _forecast(facts: dict | None) -> list[str]:
+    """The forecast's table (docs/FORECAST.md explains it), or nothing when the run made none."""
+    if not facts:
+        return []
+    rows = [
+        (f"forecast-{name}", name, line.partition(": ")[2])
+        for name, line in zip(SCHEMES, describe(facts), strict=True)
+    ]
+    return [
+        "<h2>Forecast: error of the mean loss estimate</h2>",
+        f"<p>Predicted RMSE of each scheme's estimate of the mean loss at m = {facts['m']:,}, relative to "
+        f"the mean, with a 95 % bootstrap interval, from {facts['basis_rows']:,} {html.escape(facts['source'])} "
+        "rows.</p>",
+        _table(rows),
+    ]
+
+
 def _clusters_table(data: ReportData) -> str:
     order = np.argsort(-data.cluster_sizes, kind="stable")[:MAX_TABLE_CLUSTERS]
     n, m, total_weight = max(data.n_valid, 1), max(data.m, 1), data.sum_of_weights or 1.0
@@ -323,6 +343,7 @@ def _page(data: ReportData) -> str:
         _summary(data),
         "<h2>Mean loss: estimated vs true</h2>",
         _loss(data.loss),
+        *_forecast(data.forecast),
         "<h2>Figures</h2>",
         _figure(
             "projection.png",
