@@ -26,8 +26,13 @@ def _folder(path: str) -> str:
 
 def run_manifest(spark: SparkSession, part_path: str) -> dict[str, Any] | None:
     """The manifest of the output folder that holds ``part_path`` (e.g. OUT/model), if there is one."""
-    files = files_for(spark, part_path)
-    manifest = f"{_folder(part_path)}/{MANIFEST}"
+    return read_manifest(spark, _folder(part_path))
+
+
+def read_manifest(spark: SparkSession, folder: str) -> dict[str, Any] | None:
+    """``folder``/manifest.json, parsed; None when there is none."""
+    files = files_for(spark, folder)
+    manifest = f"{folder.rstrip('/')}/{MANIFEST}"
     if not files.exists(manifest):
         return None
     try:

@@ -15,6 +15,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_sensitivity.cluster import CLUSTER_COL
+from spark_sensitivity.files import files_for, glob_escape
+from spark_sensitivity.lineage import read_manifest
 from spark_sensitivity.redaction import redact
 
 # The settings that decide the k-means fit and so the representatives (the draws' seed is the fit's).
@@ -63,32 +65,18 @@ def changed_settings(round1: dict[str, Any], round2: dict[str, Any]) -> list[str
     ]
 
 
-def _fs_path(spark: SparkSession, path: str):
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
-
-
-def _read_manifest(spark: SparkSession, folder: str) -> dict[str, Any] | None:
-    fs, path = _fs_path(spark, folder.rstrip("/") + "/manifest.json")
-    if not fs.exists(path):
-        return None
-    text = spark.read.text(str(path), wholetext=True).first()[0]
-    return json.loads(text)
-
-
 def round1_manifest(spark: SparkSession, round1: str | None, rep_losses: str) -> tuple[dict, str] | None:
     """Round 1's manifest and its folder: from ``round1`` (required to exist), else next to the loss
     table when the folder there holds a round-1 manifest; None when there is none to compare with."""
     if round1 is not None:
-        manifest = _read_manifest(spark, round1)
+        manifest = read_manifest(spark, round1)
         if manifest is None or "round_settings" not in manifest:
             raise ValueError(f"--round1 {round1} has no manifest.json of a loss-aware round 1")
         return manifest, round1.rstrip("/")
     folder = rep_losses.rstrip("/").rpartition("/")[0]
     if not folder or folder.endswith(":/"):  # a bare name, or the root of a file system
         return None
-    manifest = _read_manifest(spark, folder)
+    manifest = read_manifest(spark, folder)
     if manifest is None or "round_settings" not in manifest:
         return None
     return manifest, folder
@@ -106,12 +94,11 @@ def check_same_settings(manifest: dict, where: str, parameters: dict[str, Any]) 
 
 def check_same_representatives(spark: SparkSession, where: str, current: DataFrame, id_col: str) -> None:
     """A one-line ValueError when the representatives differ from round 1's representatives/."""
-    fs, path = _fs_path(spark, f"{where}/representatives")
-    if not fs.exists(path):
+    path = f"{where}/representatives"
+    if not files_for(spark, path).exists(path):
         return
-    before = {
-        r[CLUSTER_COL]: r[id_col] for r in spark.read.parquet(str(path)).select(CLUSTER_COL, id_col).collect()
-    }
+    round1 = spark.read.parquet(glob_escape(path)).select(CLUSTER_COL, id_col)
+    before = {r[CLUSTER_COL]: r[id_col] for r in round1.collect()}
     now = {r[CLUSTER_COL]: r[id_col] for r in current.select(CLUSTER_COL, id_col).collect()}
     moved = sorted(j for j in before.keys() | now.keys() if before.get(j) != now.get(j))
     if moved:
