@@ -26,6 +26,7 @@ from spark_sensitivity.pipeline import SelectConfig, input_paths, resolve_output
 from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
+from spark_sensitivity.session import spark_session
 from spark_sensitivity.storage import INPUT_FORMATS, OUTPUT_FORMATS
 
 log = logging.getLogger("spark_sensitivity")
@@ -329,7 +330,7 @@ def _refresh_summary(manifest: dict) -> str:
 def run_refresh_command(args: argparse.Namespace) -> int:
     from spark_sensitivity.refresh import run_refresh
 
-    spark = spark_session("spark-sensitivity refresh", args.spark_conf, args.quiet, args.verbose)
+    spark = spark_session("spark-sensitivity refresh", args.spark_conf, args.quiet, args.verbose, args.remote)
     manifest = run_refresh(
         spark,
         model_path=args.model,
@@ -399,38 +400,6 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
     )
 
 
-def spark_session(app_name: str, conf: Sequence[tuple[str, str]], quiet: bool = False, verbose: bool = False):
-    """The active session (under spark-submit) or a new one, local[*] unless a master is set."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark import SparkConf, SparkContext
-    from pyspark.sql import SparkSession
-
-    # Under spark-submit, --master and --conf values are JVM system properties; SparkConf sees them
-    # only once the gateway is up. Defaults never override them.
-    quiet_jvm = quiet and SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
-    if quiet_jvm:
-        # No start-up banner either: the JVM this command starts reads a quiet log4j2 configuration.
-        quiet_logs = Path(__file__).with_name("log4j2-quiet.properties")
-        opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
-        os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} -Dlog4j2.configurationFile={quiet_logs}".strip()
-    SparkContext._ensure_initialized()
-    submitted = SparkConf()
-    defaults = {
-        "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
-        "spark.ui.showConsoleProgress": str(not quiet).lower(),
-        "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
-    }
-    builder = SparkSession.builder.appName(app_name)
-    if quiet_jvm:
-        del defaults["spark.log.level"]  # the quiet configuration has set it, without a message
-    for key, value in defaults.items():
-        if not submitted.contains(key):
-            builder = builder.config(key, value)
-    for key, value in conf:
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
-
-
 def _summary(manifest: dict) -> str:
     if "next_step" in manifest:
         return (
@@ -471,7 +440,7 @@ def run_select_command(args: argparse.Namespace) -> int:
     if not args.dry_run and _local_session_expected() and is_local_path(config.output):
         # Refuse a bad output before paying for Spark's start.
         AtomicOutput(None, config.output, config.overwrite, inputs=input_paths(config)).check_destination()
-    spark = spark_session("spark-sensitivity select", args.spark_conf, args.quiet, args.verbose)
+    spark = spark_session("spark-sensitivity select", args.spark_conf, args.quiet, args.verbose, args.remote)
     if args.dry_run:
         from spark_sensitivity.plan import plan_select
 
@@ -484,7 +453,7 @@ def run_select_command(args: argparse.Namespace) -> int:
 
 
 def run_evaluate_command(args: argparse.Namespace) -> int:
-    spark = spark_session("spark-sensitivity evaluate", args.spark_conf, args.quiet)
+    spark = spark_session("spark-sensitivity evaluate", args.spark_conf, args.quiet, remote=args.remote)
     report = evaluate.run_evaluate(spark, evaluate.config_from_args(args))
     if not args.quiet:
         print(evaluate.format_report(report))

@@ -64,6 +64,12 @@ def add_running(parser: argparse.ArgumentParser, verbose: bool = True) -> argpar
     command can add its own running flags to it."""
     run = parser.add_argument_group("running")
     add_key_values(run, "--spark-conf", "a Spark setting for the session this command starts, repeatable")
+    run.add_argument(
+        "--remote",
+        metavar="URL",
+        help="run over Spark Connect: sc://host:15002, or local[2] to start a server here (default: the "
+        "SPARK_REMOTE variable; unset = a classic session)",
+    )
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="print errors only")
     if verbose:

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 from spark_sensitivity import localkmeans, rowrandom
+from spark_sensitivity.session import has_jvm
 from spark_sensitivity.vectors import batch_matrix, vector_values
 
 CLUSTER_COL = "cluster_id"
@@ -82,8 +83,22 @@ def _most_common_length(sample: DataFrame) -> tuple[int, int]:
 
 
 def driver_heap_bytes(spark: SparkSession) -> int:
-    """The driver JVM's maximum heap, which bounds what 'auto' collects there."""
-    return int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    """The driver JVM's maximum heap, which bounds what 'auto' collects there.
+
+    Over Spark Connect there is no JVM to ask: the configured spark.driver.memory stands in for it
+    (Spark's own default, 1g, when unset)."""
+    if has_jvm(spark):
+        return int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    return memory_bytes(spark.conf.get("spark.driver.memory", "1g") or "1g")
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes in a JVM memory string such as '512m', '4g' or '1073741824'."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
 
 
 def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int) -> str:

@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
+from spark_sensitivity.session import has_jvm
+
 GLOB_CHARS = "[]{}*?\\"
 # Schemes whose directory rename is atomic; elsewhere (object stores) the move is a copy.
 ATOMIC_RENAME_SCHEMES = ("file", "hdfs", "viewfs")
@@ -183,7 +185,7 @@ def is_local_path(path: str) -> bool:
 
 def files_for(spark: SparkSession | None, path: str) -> Files:
     """The file operations for ``path``: the OS for local paths, else the Hadoop FileSystem."""
-    if spark is None or not _has_jvm(spark):
+    if spark is None or not has_jvm(spark):
         if not is_local_path(path):
             raise ValueError(f"{path}: only local paths can be published without a JVM-backed session")
         return LocalFiles()
@@ -191,10 +193,3 @@ def files_for(spark: SparkSession | None, path: str) -> Files:
     if str(hadoop._fs.getUri().getScheme()) == "file":
         return LocalFiles()
     return hadoop
-
-
-def _has_jvm(spark: SparkSession) -> bool:
-    try:
-        return spark.sparkContext._jvm is not None
-    except Exception:  # Spark Connect sessions have no sparkContext
-        return False

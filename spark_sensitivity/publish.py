@@ -38,6 +38,7 @@ from pyspark.sql import SparkSession
 
 from spark_sensitivity.files import Files, files_for, glob_escape
 from spark_sensitivity.provenance import utc_timestamp
+from spark_sensitivity.session import has_jvm
 
 __all__ = ["AtomicOutput", "PublishError", "check_not_input", "glob_escape"]
 
@@ -139,6 +140,7 @@ class AtomicOutput:
             raise ValueError(f"--output {destination!r} must name a folder, not a root or '.' or '..'")
         self.overwrite = overwrite
         self.inputs = {flag: path for flag, path in (inputs or {}).items() if path}
+        self._spark = spark
         self._files = files or files_for(spark, self.destination)
         self._owner = Owner.current()
         parent, _, name = self.destination.rpartition("/")
@@ -176,6 +178,25 @@ class AtomicOutput:
         with self._lock():
             self._recover_dead_runs()
             self._check_replaceable()
+        if self._spark is not None and not has_jvm(self._spark):
+            self._check_server_sees_our_files()
+
+    def _check_server_sees_our_files(self) -> None:
+        """Over Spark Connect, the server writes the parts and this client moves them: both must see
+        one file system. A probe file written here must read back through the server."""
+        probe = self._sibling(f"probe-{self._owner.tag}")
+        self._files.write_bytes(probe, self._owner.token.encode())
+        try:
+            seen = self._spark.read.text(glob_escape(probe)).first()
+        except Exception:  # the server cannot read the path at all
+            seen = None
+        finally:
+            self._files.delete(probe)
+        if seen is None or seen[0] != self._owner.token:
+            raise ValueError(
+                f"the Spark Connect server does not see {self._parent} as this client does; over Connect, "
+                "--output must be on storage both see (this machine, or a shared mount)"
+            )
 
     def _check_replaceable(self) -> None:
         if not self._files.exists(self.destination):

@@ -24,7 +24,7 @@ from spark_sensitivity.report_render import LossComparison, ReportData, render
 from spark_sensitivity.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.score import SENSITIVITY_COL
 from spark_sensitivity.storage import read_table
-from spark_sensitivity.vectors import batch_matrix, vector_values
+from spark_sensitivity.vectors import batch_matrix, parse_text_vectors, vector_values
 
 REPORT_DIR = "report"
 # Distinct from rowrandom's streams (1-3, and 2-3 + 256 * attempt for the draws).
@@ -101,7 +101,7 @@ def gather(
         loss_truth = true_mean_loss(data, id_col, vector_col, loss_col, centers.shape[1])
 
     subset_format = manifest.get("parameters", {}).get("output_format", "parquet")
-    subset = read_table(spark, output.path("subset"), subset_format)
+    subset = parse_text_vectors(read_table(spark, output.path("subset"), subset_format), vector_col)
     draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(clusters), loss_col)
 
     scorer = model.copy({model.featuresCol: vector_col})

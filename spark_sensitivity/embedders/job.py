@@ -18,6 +18,7 @@ from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS
 from spark_sensitivity.embedders.stage import embed_frame
 from spark_sensitivity.provenance import utc_timestamp, versions
 from spark_sensitivity.publish import AtomicOutput
+from spark_sensitivity.session import spark_session
 from spark_sensitivity.storage import INPUT_FORMATS, read_input
 
 log = logging.getLogger("spark_sensitivity")
@@ -181,9 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
-    from spark_sensitivity.cli import spark_session
 
-    spark = spark_session("spark-sensitivity embed", args.spark_conf)
+    spark = spark_session("spark-sensitivity embed", args.spark_conf, args.quiet, remote=args.remote)
     manifest = run_embed_job(spark, args)
     if not args.quiet:
         print(_summary(manifest))

@@ -1,0 +1,74 @@
+"""The Spark session a command runs in: classic (a JVM in this process) or Spark Connect."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+
+def has_jvm(spark: SparkSession) -> bool:
+    """True for a classic session; False over Spark Connect, which has no sparkContext or JVM."""
+    try:
+        return spark.sparkContext._jvm is not None
+    except Exception:  # PySparkAttributeError (JVM_ATTRIBUTE_NOT_SUPPORTED) over Connect
+        return False
+
+
+def spark_session(
+    app_name: str,
+    conf: Sequence[tuple[str, str]],
+    quiet: bool = False,
+    verbose: bool = False,
+    remote: str | None = None,
+) -> SparkSession:
+    """The session a command runs in.
+
+    Spark Connect when ``remote`` (``--remote``) or the SPARK_REMOTE variable names a server
+    (``sc://host:15002``, or ``local[2]`` to start one here); otherwise the active classic session
+    (under spark-submit) or a new one, local[*] unless a master is set.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    remote = remote or os.environ.get("SPARK_REMOTE")
+    if remote:
+        _quiet_jvm_logs(quiet and remote.startswith("local"))
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in conf:
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
+
+    from pyspark import SparkConf, SparkContext
+
+    # Under spark-submit, --master and --conf values are JVM system properties; SparkConf sees them
+    # only once the gateway is up. Defaults never override them.
+    quiet_jvm = quiet and SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    _quiet_jvm_logs(quiet_jvm)
+    SparkContext._ensure_initialized()
+    submitted = SparkConf()
+    defaults = {
+        "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
+        "spark.ui.showConsoleProgress": str(not quiet).lower(),
+        "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
+    }
+    builder = SparkSession.builder.appName(app_name)
+    if quiet_jvm:
+        del defaults["spark.log.level"]  # the quiet configuration has set it, without a message
+    for key, value in defaults.items():
+        if not submitted.contains(key):
+            builder = builder.config(key, value)
+    for key, value in conf:
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _quiet_jvm_logs(quiet: bool) -> None:
+    """No start-up banner either: the JVM this process starts reads a quiet log4j2 configuration."""
+    if not quiet:
+        return
+    quiet_logs = Path(__file__).with_name("log4j2-quiet.properties")
+    opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    if "log4j2.configurationFile" not in opts:
+        os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} -Dlog4j2.configurationFile={quiet_logs}".strip()
