@@ -63,7 +63,7 @@ def nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
         index[start : start + rows] = best
         if k == 1:
             continue
-        spread = np.sqrt(np.einsum("ij,ij->i", local[:rows, :dim], local[:rows, :dim], dtype=np.float64))
+        spread = np.sqrt(np.einsum("ij,ij->i", local[:rows, :dim], local[:rows, :dim]), dtype=np.float64)
         every = np.arange(rows)
         threshold = (scores[every, best] + slack * (spread + reach) ** 2).astype(np.float32)
         scores[every, best] = np.inf
