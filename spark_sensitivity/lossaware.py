@@ -381,8 +381,8 @@ def select_with_roles(
         selection.release()
         raise ValueError(
             f"--uniform-share {uniform_share:g} gives {zero} row{'s' if zero > 1 else ''} (e.g. id "
-            f"{selection.zero_sensitivity_example}) a sensitivity of 0 (zero proxy loss and zero distance "
-            "to their representative): they could never be drawn and the estimate would be biased; "
+            f"{selection.zero_sensitivity_example}) a sensitivity of 0 (a zero proxy loss and a zero distance "
+            "term): they could never be drawn and the estimate would be biased; "
             "use a positive --uniform-share"
         )
     try:
