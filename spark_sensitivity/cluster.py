@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -35,6 +35,9 @@ ENGINES = ("auto", "driver", "mllib")
 # The driver engine holds about four copies of the sample (the JVM's Arrow batches, the Arrow table,
 # the matrix, its transpose): 'auto' keeps the sample under a quarter of the driver's JVM heap.
 _DRIVER_HEAP_SHARE = 4
+# Either engine fits data shifted to the mean of this many sample rows (the smallest hashes), so a
+# large offset on every coordinate does not eat the float32 (driver) or float64 (MLlib) precision.
+_ORIGIN_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -129,12 +132,28 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
                 "lower --k or raise --fit-fraction"
             )
         sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
+        origin = _sample_origin(sample_of_dim, dim)
+        shifted = sample_of_dim.withColumn(
+            _VECTOR_TMP, F.zip_with(_VECTOR_TMP, F.lit(origin.tolist()), lambda value, at: value - at)
+        )
         engine = choose_engine(settings, rows, dim, driver_heap_bytes(sample.sparkSession))
         if engine == "driver":
-            return _fit_on_driver(sample_of_dim, dim, settings)
-        return _fit_mllib(sample_of_dim, rows, settings)
+            fit = _fit_on_driver(shifted, dim, settings)
+        else:
+            fit = _fit_mllib(shifted, rows, settings)
+        return replace(fit, centers=fit.centers + origin)
     finally:
         sample.unpersist()
+
+
+def _sample_origin(sample: DataFrame, dim: int) -> np.ndarray:
+    """The float64 mean of the sample rows with the smallest hashes, summed in hash order: it moves
+    with the data, and does not depend on how the input was partitioned."""
+    head = sample.orderBy(_HASH_TMP).limit(_ORIGIN_ROWS)
+    table = head.select(_HASH_TMP, F.col(_VECTOR_TMP).cast("array<double>")).toArrow()
+    matrix, valid = batch_matrix(table.column(1), dim)
+    order = np.argsort(table.column(0).to_numpy(), kind="stable")
+    return matrix[order[valid[order]]].mean(axis=0)
 
 
 def _too_few_distinct(k: int, distinct: int) -> ValueError:
@@ -205,8 +224,9 @@ def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeans
 def nearest_centers(points: np.ndarray, centers: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
     """Index of each point's nearest center, and its cost ||x - c||^z.
 
-    The arg-min uses a float32 matrix product (the hot loop); the cost of the chosen center is then
-    computed exactly in float64, so it does not depend on how rows are grouped into batches.
+    The arg-min is :func:`localkmeans.nearest`: a float32 product on data shifted to the centers'
+    mean, near-ties decided in float64, so it is the exact arg-min whatever the offset of the data.
+    The cost of the chosen center is computed in float64, so neither depends on the batching.
     """
     assignment = localkmeans.nearest(points, centers)
     cost = localkmeans.squared_distances(points, centers, assignment)

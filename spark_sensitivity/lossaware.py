@@ -11,7 +11,8 @@
    loss and the distance term each carry half of the mass. ``floor`` spreads ``uniform_share`` of the
    mass uniformly over the rows (project choice): every row then has q_i >= uniform_share / n, so the
    weights are bounded by n / (m * uniform_share) and the estimate stays unbiased even for rows
-   whose proxy and distance are both zero. ``uniform_share=0`` is the paper's plain rule.
+   whose proxy and distance are both zero. ``uniform_share=0`` is the paper's plain rule: it gives
+   such rows probability 0, which biases the estimate, so the select job refuses it when any exist.
 3. Exactly m draws with probability q_i = s_i / sum(s), weight count / (m q_i), as in ``sample.draw``.
    The output holds the k representatives (role ``representative``) and the drawn rows (role
    ``sample``); the training set is all of them. A representative that is also drawn keeps its role
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -201,6 +203,8 @@ class LossAwareSelection:
     source: DataFrame
     id_col: str
     rep_vectors: np.ndarray | None = None  # in the order of ``representatives``
+    zero_sensitivity_rows: int = 0
+    zero_sensitivity_example: Any = None
 
     @property
     def n(self) -> int:
@@ -327,7 +331,8 @@ def prepare(
     scorer = LossAwareSensitivity.balanced(sizes, distance_costs, proxy, lam, uniform_share)
     if dataset is not None:
         assigned.unpersist()
-    return LossAwareSelection(reps, scored, scorer, sizes, source, id_col, rep_vectors)
+    zero_rows, example = _zero_sensitivity_rows(scored, scorer, id_col, [r[id_col] for r in reps])
+    return LossAwareSelection(reps, scored, scorer, sizes, source, id_col, rep_vectors, zero_rows, example)
 
 
 def with_input_columns(
@@ -337,6 +342,23 @@ def with_input_columns(
     score them without a join."""
     carried = source.drop(*drop_columns, *(c for c in reps.columns if c != id_col))
     return reps.join(carried, on=id_col, how="inner").orderBy(CLUSTER_COL)
+
+
+def _zero_sensitivity_rows(
+    scored: DataFrame, scorer: LossAwareSensitivity, id_col: str, rep_ids: list
+) -> tuple[int, Any]:
+    """How many rows other than the representatives ``scorer`` gives a sensitivity of 0, and the
+    smallest such id. Their losses are missing from the estimate (a representative's is known).
+
+    Only possible without a floor: a zero proxy loss and a zero distance term (or lambda = 0).
+    """
+    zero_proxy = [int(j) for j in np.flatnonzero(scorer.proxy == 0)]
+    if scorer.floor > 0 or not zero_proxy:
+        return 0, None
+    no_distance = F.lit(True) if scorer.lam == 0 else F.col(COST_COL) == 0
+    zero = scored.where(F.col(CLUSTER_COL).isin(zero_proxy) & no_distance & ~F.col(id_col).isin(rep_ids))
+    row = zero.agg(F.count(F.lit(1)).alias("rows"), F.min(id_col).alias("example")).first()
+    return int(row["rows"]), row["example"]
 
 
 def model_representatives(model: SensitivitySamplerModel, dataset: DataFrame | None = None) -> DataFrame:
@@ -394,6 +416,15 @@ def select_with_roles(
     roles) of the model's training data, and the facts for the manifest. ``on_prepared`` sees the
     prepared selection before the draws (the job's checks and forecast)."""
     selection = prepare(model, rep_losses, loss_col, lam, uniform_share)
+    zero = selection.zero_sensitivity_rows
+    if zero:
+        selection.release()
+        raise ValueError(
+            f"--uniform-share {uniform_share:g} gives {zero} row{'s' if zero > 1 else ''} (e.g. id "
+            f"{selection.zero_sensitivity_example}) a sensitivity of 0 (a zero proxy loss and a zero distance "
+            "term): they could never be drawn and the estimate would be biased; "
+            "use a positive --uniform-share"
+        )
     try:
         if on_prepared is not None:
             on_prepared(selection)
@@ -408,6 +439,7 @@ def select_with_roles(
         "lambda_balanced": lam is None,
         "uniform_share": uniform_share,
         "rep_weights": rep_weights,
+        "zero_sensitivity_rows": selection.zero_sensitivity_rows,
         "floor": scorer.floor,
         "proxy_loss_total": selection.proxy_total,
         "sum_of_sensitivities": scorer.total_sensitivity,

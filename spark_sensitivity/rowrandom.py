@@ -51,12 +51,16 @@ def uniforms(row_hashes: np.ndarray, stream: int, counter: np.ndarray | int = 0)
     with np.errstate(over="ignore"):
         key = np.uint64(stream) * _MIX1 + np.asarray(counter, dtype=np.uint64)
     bits = _splitmix64(h ^ _splitmix64(key))
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
+    # 52 bits: (2^52 - 1 + 0.5) / 2^52 = 1 - 2^-53 is a double; with 53 bits the top value rounds to 1.0.
+    return ((bits >> np.uint64(12)).astype(np.float64) + 0.5) / float(1 << 52)
 
 
 # Above this rate inversion needs many steps and exp(-rate) underflows; such rows are rare (at most
 # m / rate of them), so each gets its own counter-based generator keyed by its hash.
 _INVERSION_MAX_RATE = 30.0
+# Inversion stops here: at rate 30, P(X > 120) is about 1e-35, yet a uniform just below 1 can stay
+# above a float64 cdf that stalls short of 1. Rows still undecided take the generator path too.
+INVERSION_MAX_COUNT = 120
 
 
 def poisson(rates: np.ndarray, row_hashes: np.ndarray, stream: int) -> np.ndarray:
@@ -70,14 +74,16 @@ def poisson(rates: np.ndarray, row_hashes: np.ndarray, stream: int) -> np.ndarra
     # Inversion: the count is the first k with u <= P(X <= k); the loop touches undecided rows only.
     undecided = np.flatnonzero(small & (u > cdf))
     k = 0
-    while undecided.size:
+    while undecided.size and k < INVERSION_MAX_COUNT:
         k += 1
         pmf[undecided] *= rates[undecided] / k
         cdf[undecided] += pmf[undecided]
         counts[undecided] = k
-        undecided = undecided[(u[undecided] > cdf[undecided]) & (pmf[undecided] > 0)]
+        undecided = undecided[u[undecided] > cdf[undecided]]
+    generated = ~small
+    generated[undecided] = True
     hashes = np.asarray(row_hashes).astype(np.int64).view(np.uint64)
-    for i in np.flatnonzero(~small):
+    for i in np.flatnonzero(generated):
         key = int(_splitmix64(np.array([hashes[i] ^ np.uint64(stream)], dtype=np.uint64))[0])
         counts[i] = np.random.Generator(np.random.Philox(key=key)).poisson(rates[i])
     return counts
