@@ -187,7 +187,10 @@ def files_for(spark: SparkSession | None, path: str) -> Files:
     """The file operations for ``path``: the OS for local paths, else the Hadoop FileSystem."""
     if spark is None or not has_jvm(spark):
         if not is_local_path(path):
-            raise ValueError(f"{path}: only local paths can be published without a JVM-backed session")
+            raise ValueError(
+                f"over Spark Connect, {path} cannot be published: this client reaches only local paths "
+                "(this machine or a mount the server shares), not a Hadoop file system"
+            )
         return LocalFiles()
     hadoop = HadoopFiles(spark, path)
     if str(hadoop._fs.getUri().getScheme()) == "file":

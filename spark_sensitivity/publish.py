@@ -185,9 +185,10 @@ class AtomicOutput:
         """Over Spark Connect, the server writes the parts and this client moves them: both must see
         one file system. A probe file written here must read back through the server."""
         probe = self._sibling(f"probe-{self._owner.tag}")
-        self._files.write_bytes(probe, self._owner.token.encode())
+        # Spark skips hidden files and folders when reading: the token sits in a visible subfolder.
+        self._files.write_bytes(f"{probe}/token/token.txt", self._owner.token.encode())
         try:
-            seen = self._spark.read.text(glob_escape(probe)).first()
+            seen = self._spark.read.text(glob_escape(f"{probe}/token")).first()
         except Exception:  # the server cannot read the path at all
             seen = None
         finally:
@@ -287,7 +288,7 @@ class AtomicOutput:
             if not child.startswith(prefix):
                 continue
             kind, _, tag = child[len(prefix) :].partition("-")
-            if kind not in ("staging", "replaced"):
+            if kind not in ("staging", "replaced", "probe"):
                 continue
             full = f"{self._parent.rstrip('/')}/{child}"
             owner = Owner.parse(tag)

@@ -15,19 +15,28 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 REPO = Path(__file__).resolve().parent.parent
 
 
+# SPARK_SENSITIVITY_TEST_CONNECT=1 runs the suite over a local Spark Connect server instead: the tests
+# and the commands they call (through SPARK_REMOTE) then get a Connect session.
+CONNECT = os.environ.get("SPARK_SENSITIVITY_TEST_CONNECT") == "1"
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession
 
+    if CONNECT:
+        os.environ["SPARK_REMOTE"] = "local[2]"
+        builder = SparkSession.builder.remote("local[2]")
+    else:
+        builder = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
     session = (
-        SparkSession.builder.master("local[2]")
-        .appName("spark-sensitivity-tests")
-        .config("spark.ui.enabled", "false")
+        builder.appName("spark-sensitivity-tests")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.default.parallelism", "4")
         .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
+    if not CONNECT:
+        session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
 

@@ -76,8 +76,13 @@ def test_changed_settings_are_named(round1, capsys):
     more_clusters = [c if c != str(K) else str(K + 1) for c in common]
     assert main([*more_clusters, *elsewhere, "--output", str(base / "x")]) == 2
     assert f"--k {K} -> {K + 1}" in capsys.readouterr().err
-    assert main([*common, *elsewhere[:4], "--round1", str(base), "--output", str(base / "x")]) == 2
+    no_round1 = base / "not_a_round"
+    no_round1.mkdir()
+    assert main([*common, *elsewhere[:4], "--round1", str(no_round1), "--output", str(base / "x")]) == 2
     assert "has no manifest.json of a loss-aware round 1" in capsys.readouterr().err
+    # An output inside an earlier round's folder would change that output: refused.
+    assert main([*common, *elsewhere[:4], "--round1", str(first), "--output", str(first / "x")]) == 2
+    assert "is inside the input" in capsys.readouterr().err
 
 
 def test_changed_input_data_is_detected_by_the_representatives(round1, spark, capsys):

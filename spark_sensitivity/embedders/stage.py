@@ -32,6 +32,7 @@ from pyspark.sql.types import (
 from spark_sensitivity import rowrandom
 from spark_sensitivity.embedders.base import Embedder, Invalid, build_embedder
 from spark_sensitivity.embedders.worker import count_batch, shared_model
+from spark_sensitivity.session import has_jvm
 from spark_sensitivity.vectors import vector_values
 
 log = logging.getLogger("spark_sensitivity")
@@ -225,7 +226,7 @@ def embed_frame(
     if instance.balance_by_length:
         # Four partitions a core, longest first. Measured on 1,000 texts, 2 cores: 83 rows/s as read,
         # 117 so (8 a core: 100).
-        partitions = max(work.rdd.getNumPartitions(), 4 * df.sparkSession.sparkContext.defaultParallelism)
+        partitions = _length_partitions(work)
         work = work.repartitionByRange(partitions, F.length(_INPUT_TMP).desc())
     if instance.fit_rows > 0:
         instance.fit(_fit_sample(work, id_col, instance.fit_rows))
@@ -306,6 +307,15 @@ def _input_expression(df: DataFrame, column: str, kind: str) -> Column:
     if isinstance(dtype, StringType):  # CSV has no arrays: "[0.1, 0.2]"
         return F.from_json(F.col(column), "array<double>")
     return vector_values(df, column)
+
+
+def _length_partitions(work: DataFrame) -> int:
+    """Four partitions a core, and never fewer than the input has (classic sessions); over Spark
+    Connect, where neither is visible, the session's shuffle partitions."""
+    spark = work.sparkSession
+    if has_jvm(spark):
+        return max(work.rdd.getNumPartitions(), 4 * spark.sparkContext.defaultParallelism)
+    return int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200)
 
 
 def _fit_sample(work: DataFrame, id_col: str, rows: int) -> pa.Array:
