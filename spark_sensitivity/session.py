@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, is_remote
 
 
 def has_jvm(spark: SparkSession) -> bool:
@@ -33,6 +33,9 @@ def spark_session(
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     remote = remote or os.environ.get("SPARK_REMOTE")
+    if not remote and is_remote():
+        # A Connect environment set up by the platform (Databricks serverless, shared clusters).
+        return SparkSession.builder.appName(app_name).getOrCreate()
     if remote:
         _quiet_jvm_logs(quiet and remote.startswith("local"))
         builder = SparkSession.builder.remote(remote).appName(app_name)

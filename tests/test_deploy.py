@@ -185,6 +185,24 @@ def test_databricks_job():
     assert Path(library["whl"]).name == f"spark_sensitivity-{version}-py3-none-any.whl"
 
 
+def test_databricks_serverless_job():
+    """Serverless compute runs the job through Spark Connect: no cluster, an environment instead."""
+    job = json.loads((DEPLOY / "databricks_serverless_job.json").read_text())
+    assert "job_clusters" not in job and len(job["schedule"]["quartz_cron_expression"].split()) in (6, 7)
+    environments = {e["environment_key"]: e["spec"] for e in job["environments"]}
+    (task,) = job["tasks"]
+    assert "job_cluster_key" not in task
+    (wheel,) = environments[task["environment_key"]]["dependencies"]
+    assert Path(wheel).name == f"spark_sensitivity-{metadata.version(DISTRIBUTION)}-py3-none-any.whl"
+    wheel_task = task["python_wheel_task"]
+    command, *args = wheel_task["parameters"]
+    assert command == "select" and wheel_task["entry_point"] == "spark-sensitivity"
+    check_job_args(args, "databricks_serverless_job.json")
+    # The client publishes through the OS: the output must be a path it sees (a Unity Catalog volume).
+    output = args[args.index("--output") + 1]
+    assert output.startswith("/Volumes/")
+
+
 def test_dockerfile():
     text = (DEPLOY / "Dockerfile").read_text()
     instructions = dockerfile_instructions(text)
