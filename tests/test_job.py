@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import CONNECT, REPO
 
 from spark_sensitivity.cli import main
 from spark_sensitivity.datasets import write_gaussian_mixture
 
 SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
+# spark-submit starts a classic driver (over Connect the commands run with --remote; test_connect.py).
+classic_only = pytest.mark.skipif(CONNECT, reason="spark-submit runs a classic driver")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,7 @@ def _submit(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+@classic_only
 def test_spark_submit_writes_the_three_outputs(table, tmp_path):
     out = tmp_path / "selection"
     result = _submit(
@@ -67,6 +70,7 @@ def test_spark_submit_writes_the_three_outputs(table, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
 
 
+@classic_only
 def test_spark_submit_exits_non_zero_with_one_line_error(table, tmp_path):
     result = _submit(
         "--input", str(table), "--vector-col", "nope", "--sample-size", "10", "--output", str(tmp_path / "o")
@@ -110,6 +114,7 @@ def test_failed_run_keeps_the_old_output(spark, table, tmp_path, capsys):
     out = tmp_path / "selection"
     out.mkdir()
     (out / "marker").write_text("old")
+    (out / "manifest.json").write_text("{}")  # an earlier output of this tool
     code = main(
         [
             "select",
