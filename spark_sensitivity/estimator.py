@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import cluster, sample, score
-from spark_sensitivity.publish import glob_escape
+from spark_sensitivity.files import glob_escape
 from spark_sensitivity.rowrandom import row_hash
 
 OUTPUT_COLUMNS = (
