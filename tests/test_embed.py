@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
+from conftest import CONNECT, REPO
 from pyspark.ml.linalg import Vectors
 
 from spark_sensitivity import SensitivitySampler
@@ -352,7 +352,11 @@ def test_user_embedder_is_loaded_from_its_import_path(spark, tmp_path, monkeypat
     module = tmp_path / "embed_test_user_module.py"
     module.write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    spark.sparkContext.addPyFile(str(module))  # how user code reaches the executors
+    # How user code reaches the executors: addPyFile in a classic session, an artifact over Connect.
+    if CONNECT:
+        spark.addArtifacts(str(module), pyfile=True)
+    else:
+        spark.sparkContext.addPyFile(str(module))
     df = spark.createDataFrame([(0, "two words"), (1, "three more words")], "id long, text string")
     embedded, report = embed_frame(
         df,
