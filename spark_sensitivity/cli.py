@@ -1,4 +1,4 @@
-"""Command line: ``spark-sensitivity select|embed|refresh|evaluate|demo``."""
+"""Command line: ``spark-sensitivity select|dedup|embed|refresh|evaluate|demo``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from spark_sensitivity.cliargs import (
     seed_type,
 )
 from spark_sensitivity.config import config_defaults, load_config_file
+from spark_sensitivity.dedup_job import add_dedup_arguments
 from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
 from spark_sensitivity.files import is_local_path
 from spark_sensitivity.pipeline import SelectConfig, input_paths, resolve_output, run_select
@@ -248,6 +249,7 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         "fraction) and exit without running the heavy stages",
     )
     add_embed_arguments(parser)
+    add_dedup_arguments(parser)
 
 
 REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
@@ -397,6 +399,10 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         pilot_losses=args.pilot_losses,
         pilot_losses_format=args.pilot_losses_format,
         pilot_loss_col=args.pilot_loss_col,
+        dedup_eps=args.dedup_eps,
+        dedup_keep=args.dedup_keep,
+        dedup_neighbors=args.dedup_neighbors,
+        dedup_block_rows=args.dedup_block_rows,
     )
 
 
@@ -452,6 +458,16 @@ def run_select_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dedup_command(args: argparse.Namespace) -> int:
+    from spark_sensitivity import dedup_job
+
+    spark = spark_session("spark-sensitivity dedup", args.spark_conf, args.quiet, args.verbose, args.remote)
+    manifest = dedup_job.run_dedup(spark, dedup_job.config_from_args(args))
+    if not args.quiet:
+        print(redact_text(dedup_job.summary_line(manifest)))
+    return 0
+
+
 def run_evaluate_command(args: argparse.Namespace) -> int:
     spark = spark_session("spark-sensitivity evaluate", args.spark_conf, args.quiet, remote=args.remote)
     report = evaluate.run_evaluate(spark, evaluate.config_from_args(args))
@@ -485,6 +501,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_select_arguments(select)
     select.set_defaults(run=run_select_command, required_flags=REQUIRED_SELECT_FLAGS)
+
+    dedup = commands.add_parser(
+        "dedup",
+        allow_abbrev=False,
+        help="remove near-duplicate rows (cosine >= 1 - eps inside each k-means cluster)",
+        description="Cluster the unit embeddings with k-means, compare rows inside each cluster on the "
+        "executors, and publish duplicates/, kept/ and manifest.json.",
+    )
+    from spark_sensitivity.dedup_job import REQUIRED_DEDUP_FLAGS, add_dedup_command_arguments
+
+    add_dedup_command_arguments(dedup)
+    dedup.set_defaults(run=run_dedup_command, required_flags=REQUIRED_DEDUP_FLAGS)
 
     embed = commands.add_parser(
         "embed",

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_sensitivity import forecast_inputs, lossaware, lossaware_rounds
+from spark_sensitivity.dedupkernel import DEFAULT_BLOCK_ROWS
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.provenance import utc_timestamp, versions
@@ -81,6 +82,10 @@ class SelectConfig:
     image_col: str | None = None
     embed_batch_size: int = 64
     embed_options: dict[str, str] = field(default_factory=dict)
+    dedup_eps: float | None = None
+    dedup_keep: str = "farthest"
+    dedup_neighbors: int = 1
+    dedup_block_rows: int = DEFAULT_BLOCK_ROWS
 
 
 # A run id names a folder: letters, digits and . _ : + = @ - only (Airflow's run ids fit).
@@ -209,6 +214,16 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         log.info("stage embed: %d rows embedded with %s", embed_counts.embedded, config.embedder)
     else:
         df = read_selection_input(spark, config)
+    dedup_info = None
+    if config.dedup_eps is not None:
+        # Deduplicate first, then select from the kept rows: the weights then estimate their number.
+        from spark_sensitivity.dedup_job import deduplicate
+
+        try:
+            df, dedup_info = deduplicate(df, config, out.path("duplicates"))
+        except BaseException:
+            out.abort()
+            raise
     if config.loss_col is not None:
         check_loss_column(df, config.loss_col)
     n_rows = df.count()
@@ -217,7 +232,11 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     timings["read_seconds"] = round(time.perf_counter() - started, 3)
     log.info("stage read: %d rows, %.1f s", n_rows, timings["read_seconds"])
 
-    model = sampler.fit(df)
+    try:
+        model = sampler.fit(df)
+    except BaseException:
+        out.abort()  # the dedup step may have staged duplicates/
+        raise
     info = model.fitInfo
     timings["kmeans_seconds"] = info.pop("kmeans_seconds")
     timings["assign_reduce_seconds"] = info.pop("assign_reduce_seconds")
@@ -310,6 +329,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             **({"loss_aware": loss_aware} if loss_aware else {}),
             **({"forecast": forecast} if forecast else {}),
             "sampling": model.lastSampleInfo,
+            **({"dedup": dedup_info} if dedup_info is not None else {}),
             "embedding": None
             if embed_report is None
             else {**embed_counts.as_dict(), "embedder": config.embedder, "fit": embed_report.fit_info},

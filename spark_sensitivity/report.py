@@ -259,9 +259,23 @@ def _run_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("k-means engine", fit.get("kmeans_engine")),
         ("k-means iterations", fit.get("kmeans_iterations")),
         ("rows skipped for an invalid embedding", manifest.get("invalid_rows")),
+        ("near-duplicates removed before selection", _dedup_fact(manifest.get("dedup"))),
         ("selection time in seconds", manifest.get("timings", {}).get("total_seconds")),
         ("created", manifest.get("created")),
         ("spark-sensitivity version", versions.get("spark_sensitivity")),
         ("Spark version", versions.get("spark")),
     ]
     return [(label, str(value)) for label, value in facts if value is not None]
+
+
+def _dedup_fact(dedup: dict[str, Any] | None) -> str | None:
+    """Counts and a few of the least similar removed pairs (id ~ duplicate_of), from the manifest."""
+    if dedup is None:
+        return None
+    pairs = ", ".join(
+        f"{p['id']} ~ {p['duplicate_of']} ({p['similarity']:.4f})" for p in dedup["least_similar_pairs"]
+    )
+    return (
+        f"{dedup['removed_rows']} of {dedup['input_rows']} rows at eps {dedup['eps']} "
+        f"({dedup['removed_cross_cluster']} across clusters); e.g. {pairs or 'none'}"
+    )

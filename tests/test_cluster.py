@@ -142,3 +142,25 @@ def test_local_mode_gives_the_same_subset_as_the_cluster(spark, shipped, undistu
     np.testing.assert_array_equal(local["count"], remote["count"])
     np.testing.assert_allclose(local["weight"], remote["weight"], rtol=1e-12)
     assert local_manifest["kmeans_cost"] == pytest.approx(remote_manifest["kmeans_cost"], rel=1e-12)
+
+
+def test_select_with_dedup_on_the_cluster_equals_local_mode(spark, cluster, shipped, tmp_path):
+    """The near-duplicates (and so the subset drawn from the kept rows) do not depend on where the
+    job runs: two 1-core executors on the cluster, or local mode."""
+    from spark_sensitivity.cli import main
+
+    table, zipped, python = shipped
+    args = [*JOB_ARGS, "--k", "48", "--dedup-eps", "0.01"]
+    remote = tmp_path / "remote"
+    cluster.submit(
+        "driver-dedup", ["--input", str(table), "--output", str(remote), *args], python, zipped, CONF
+    )
+    assert cluster.finish("driver-dedup", TIMEOUT_S) == 0, cluster.diagnostics()
+    local = tmp_path / "local"
+    assert main(["select", "--input", str(table), "--output", str(local), *args, "--quiet"]) == 0
+    found = [pq.read_table(out / "duplicates").sort_by("id").to_pydict() for out in (local, remote)]
+    assert len(found[0]["id"]) > 100
+    assert found[0] == found[1]
+    local_subset, _ = _selection(local)
+    remote_subset, _ = _selection(remote)
+    np.testing.assert_array_equal(local_subset["id"], remote_subset["id"])

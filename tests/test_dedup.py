@@ -1,0 +1,241 @@
+"""Semantic deduplication: exact against brute force, partition-invariant, planted duplicates found,
+the select path, and one clear line for bad input."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import embeddings_frame
+from pyspark.sql import functions as F
+
+from spark_sensitivity import rowrandom
+from spark_sensitivity.cli import main
+from spark_sensitivity.dedup import DedupSettings, assign_neighbors, find_duplicates
+from spark_sensitivity.dedupkernel import ClusterDeduper, brute_force, normalize_rows
+
+
+def _planted(seed=0, n=400, dim=16, groups=8, pairs=30, triples=10, noise=1e-4):
+    """Blobs plus planted copies with tiny noise (no natural pair is within eps = 0.001 here).
+
+    Returns the points and the planted groups (ids of a source row and its one or two copies)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=4.0, size=(groups, dim))
+    base = means[rng.integers(0, groups, n)] + rng.normal(size=(n, dim))
+    sources = rng.choice(n, size=pairs + triples, replace=False)
+    copy_of = [*sources, *sources[pairs:]]
+    copies = [base[s] + rng.normal(scale=noise, size=dim) for s in copy_of]
+    groups_of = {int(s): {int(s)} for s in sources}
+    for i, s in enumerate(copy_of):
+        groups_of[int(s)].add(n + i)
+    return np.vstack([base, np.array(copies)]), list(groups_of.values())
+
+
+def _chained(seed=3, n=300, dim=6):
+    """Points with many near-threshold neighbours, so the greedy order matters."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n // 3, dim))
+    return np.vstack(
+        [base, base + rng.normal(scale=0.15, size=base.shape), base + rng.normal(scale=0.3, size=base.shape)]
+    )
+
+
+def test_kernel_in_blocks_equals_brute_force():
+    x = _chained()
+    for threshold in (0.9, 0.97, 0.995):
+        removed, match = brute_force(x, threshold)
+        assert 0 < removed.sum() < len(x)
+        for block in (1, 7, 64, len(x)):
+            deduper = ClusterDeduper(x.shape[1], threshold, block)
+            results = [deduper.add(x[s : s + block]) for s in range(0, len(x), block)]
+            got = np.concatenate([r.removed for r in results])
+            kept_positions = np.flatnonzero(~got)
+            matched = np.concatenate([r.match for r in results])[got]
+            assert np.array_equal(got, removed)
+            assert np.array_equal(kept_positions[matched], match[removed])
+
+
+def _centers(points, k, seed=0):
+    unit = normalize_rows(points)
+    return unit[np.random.default_rng(seed).choice(len(points), k, replace=False)]
+
+
+def _reference(spark, df, centers, settings):
+    """Brute force per cluster, in the documented order, from the assignment collected to numpy."""
+    assigned = assign_neighbors(df, "id", "embedding", centers).withColumn(
+        "h", rowrandom.row_hash("id", settings.seed)
+    )
+    rows = assigned.select("id", "embedding", "cluster_id", "center_distance", "h").collect()
+    expected = {}
+    for j in {r.cluster_id for r in rows}:
+        members = [r for r in rows if r.cluster_id == j]
+        sign = -1 if settings.keep == "farthest" else 1
+        members.sort(key=lambda r: (sign * r.center_distance, r.h, r.id))
+        removed, match = brute_force(np.array([r.embedding for r in members]), settings.threshold)
+        for i in np.flatnonzero(removed):
+            expected[members[i].id] = members[match[i]].id
+    return expected
+
+
+def _found(df, centers, settings):
+    assigned = assign_neighbors(df, "id", "embedding", centers)
+    with find_duplicates(assigned, "id", "embedding", centers.shape[1], settings) as found:
+        rows = found.collect()
+    return {r.id: r.duplicate_of for r in rows}, rows
+
+
+@pytest.mark.parametrize("keep", ["farthest", "nearest"])
+def test_spark_equals_brute_force_within_clusters(spark, keep):
+    points = _chained()
+    df = embeddings_frame(spark, points, partitions=3)
+    centers = _centers(points, 4)
+    settings = DedupSettings(eps=0.03, keep=keep, block_rows=16)
+    found, rows = _found(df, centers, settings)
+    assert found == _reference(spark, df, centers, settings)
+    unit = normalize_rows(points.astype(np.float32))  # the frame holds array<float>
+    for row in rows:
+        assert row.similarity == pytest.approx(float(unit[row.id] @ unit[row.duplicate_of]), abs=1e-12)
+        assert row.similarity >= settings.threshold and not row.cross_cluster
+
+
+def test_same_duplicates_for_1_and_16_input_partitions(spark):
+    points = _chained(seed=5)
+    centers = _centers(points, 3, seed=1)
+    settings = DedupSettings(eps=0.05, block_rows=10)
+    one, _ = _found(embeddings_frame(spark, points, partitions=1), centers, settings)
+    sixteen, _ = _found(embeddings_frame(spark, points, partitions=16), centers, settings)
+    assert one == sixteen and len(one) > 20
+
+
+def test_keep_rule_decides_which_copy_stays(spark):
+    center = np.array([1.0, 0.0, 0.0])
+    near = np.array([1.0, 0.01, 0.0])
+    far = np.array([1.0, 0.012, 0.0])  # cosine with `near` > 0.9999; farther from the center
+    df = embeddings_frame(spark, np.vstack([near, far]), partitions=2)
+    centers = np.vstack([center, [-1.0, 0.0, 0.0]])
+    farthest, _ = _found(df, centers, DedupSettings(eps=0.001, keep="farthest"))
+    nearest, _ = _found(df, centers, DedupSettings(eps=0.001, keep="nearest"))
+    assert farthest == {0: 1} and nearest == {1: 0}
+
+
+def test_second_nearest_cluster_finds_pairs_split_across_clusters(spark):
+    # Two centers; each pair straddles their bisector, so its rows fall in different clusters.
+    centers = normalize_rows(np.array([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0]]))
+    spread = np.tan(np.linspace(-1.2, 1.2, 20))  # 0.13 rad apart: no two of one side are close
+    left = np.column_stack([np.ones(20), np.full(20, 1e-4), spread])
+    right = left * np.array([1.0, -1.0, 1.0])
+    df = embeddings_frame(spark, np.vstack([left, right]), partitions=2)
+    alone, _ = _found(df, centers, DedupSettings(eps=0.001))
+    assert alone == {}
+    paired, rows = _found(df, centers, DedupSettings(eps=0.001, neighbors=2))
+    assert paired == {20 + i: i for i in range(20)}  # the row of the higher cluster id goes
+    assert all(row.cross_cluster and row.cluster_id == 1 for row in rows)
+
+
+def _write(path, points):
+    path.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "id": pa.array(np.arange(len(points)), pa.int64()),
+            "embedding": pa.array(points.astype(np.float32).tolist(), pa.list_(pa.float32())),
+        }
+    )
+    pq.write_table(table, path / "part-0.parquet")
+    return path
+
+
+@pytest.fixture(scope="module")
+def planted_input(tmp_path_factory):
+    points, groups = _planted()
+    return _write(tmp_path_factory.mktemp("planted"), points), groups, len(points)
+
+
+@pytest.mark.parametrize("neighbors", ["1", "2"])
+def test_dedup_command_finds_planted_copies(spark, tmp_path, planted_input, neighbors):
+    table, groups, n = planted_input
+    copies = sum(len(group) - 1 for group in groups)
+    out = tmp_path / "out"
+    args = ["dedup", "--input", str(table), "--k", "8", "--dedup-eps", "0.001", "--output", str(out)]
+    assert main([*args, "--dedup-neighbors", neighbors, "--quiet"]) == 0
+    duplicates = spark.read.parquet(str(out / "duplicates"))
+    pairs = {r.id: r.duplicate_of for r in duplicates.collect()}
+    # Recall and precision 1: all rows but one of every planted group go, each naming one that stays.
+    group_of = {i: g for g, group in enumerate(groups) for i in group}
+    assert len(pairs) == copies
+    assert all(group_of[i] == group_of[j] and j not in pairs for i, j in pairs.items())
+    assert all(len(group - pairs.keys()) == 1 for group in groups)
+    kept = spark.read.parquet(str(out / "kept"))
+    assert kept.count() == n - copies
+    assert kept.join(duplicates, "id").count() == 0
+    manifest = json.loads((out / "manifest.json").read_text())["dedup"]
+    assert manifest["removed_rows"] == copies and manifest["kept_rows"] == n - copies
+    assert sum(manifest["removed_per_cluster"].values()) == copies
+
+
+def test_select_with_dedup_draws_from_kept_rows(spark, tmp_path, planted_input):
+    table, groups, n = planted_input
+    copies = sum(len(group) - 1 for group in groups)
+    out = tmp_path / "out"
+    args = ["select", "--input", str(table), "--k", "8", "--sample-size", "300", "--seed", "3"]
+    assert main([*args, "--dedup-eps", "0.001", "--output", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dedup"]["removed_rows"] == copies
+    assert manifest["n_valid"] == n - copies
+    assert manifest["sum_of_weights"] == pytest.approx(n - copies, rel=0.1)
+    assert spark.read.parquet(str(out / "duplicates")).count() == copies
+    subset = spark.read.parquet(str(out / "subset"))
+    assert subset.join(spark.read.parquet(str(out / "duplicates")), "id").count() == 0
+
+
+def _error(capsys):
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--dedup-eps", "0"], "error: --dedup-eps must be in (0, 1), got 0.0"),
+        (["--dedup-eps", "1.5"], "error: --dedup-eps must be in (0, 1), got 1.5"),
+        (["--dedup-eps", "0.1", "--k", "0"], "error: k must be at least 1, got 0"),
+        (["--dedup-eps", "0.1", "--dedup-block-rows", "0"], "error: --dedup-block-rows must be at least 1"),
+        (["--dedup-eps", "0.1", "--vector-col", "vec"], "error: input has no column 'vec'"),
+    ],
+)
+def test_bad_dedup_settings(spark, tmp_path, capsys, planted_input, extra, message):
+    out = tmp_path / "out"
+    code = main(["dedup", "--input", str(planted_input[0]), "--output", str(out), "--quiet", *extra])
+    assert code == 2 and _error(capsys).startswith(message)
+    assert not out.exists()
+
+
+def test_select_rejects_bad_eps_before_any_work(spark, tmp_path, capsys, planted_input):
+    out = tmp_path / "out"
+    args = ["select", "--input", str(planted_input[0]), "--sample-size", "5", "--output", str(out)]
+    assert main([*args, "--dedup-eps", "-0.2", "--quiet"]) == 2
+    assert _error(capsys) == "error: --dedup-eps must be in (0, 1), got -0.2"
+    assert not out.exists()
+
+
+def test_invalid_embeddings_are_named(spark, tmp_path, capsys):
+    table = tmp_path / "in"
+    table.mkdir()
+    vectors = [[0.1, 0.2], None, [float("nan"), 1.0], [0.3, 0.1]] * 5
+    pq.write_table(
+        pa.table(
+            {"id": pa.array(range(20), pa.int64()), "embedding": pa.array(vectors, pa.list_(pa.float64()))}
+        ),
+        table / "part-0.parquet",
+    )
+    out = tmp_path / "out"
+    args = ["dedup", "--input", str(table), "--k", "2", "--dedup-eps", "0.1", "--output", str(out), "--quiet"]
+    assert main(args) == 2
+    assert _error(capsys).startswith("error: embedding column 'embedding' has 10 rows that are null")
+    assert main([*args, "--on-invalid", "skip"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())["dedup"]
+    assert manifest["invalid_rows"] == 10
+    kept = spark.read.parquet(str(out / "kept"))
+    assert kept.count() == manifest["kept_rows"] == 2  # the two distinct valid vectors
+    assert kept.where(F.col("embedding").isNull()).count() == 0
