@@ -23,10 +23,11 @@ from spark_sensitivity.config import config_defaults, load_config_file
 from spark_sensitivity.dedup_job import add_dedup_arguments
 from spark_sensitivity.embedders.job import add_embed_arguments, add_embed_job_arguments, run_embed_command
 from spark_sensitivity.files import is_local_path
-from spark_sensitivity.pipeline import SelectConfig, input_paths, resolve_output, run_select
+from spark_sensitivity.pipeline import SelectConfig, input_paths, run_select
 from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact_text
 from spark_sensitivity.refresh import MAX_COST_DRIFT, SUBSET_FORMATS
+from spark_sensitivity.runs import resolve_output
 from spark_sensitivity.session import spark_session
 from spark_sensitivity.storage import INPUT_FORMATS, OUTPUT_FORMATS
 

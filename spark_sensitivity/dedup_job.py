@@ -35,6 +35,7 @@ from spark_sensitivity.estimator import check_ids
 from spark_sensitivity.provenance import utc_timestamp, versions
 from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact, redact_text
+from spark_sensitivity.runs import resolve_output
 from spark_sensitivity.storage import INPUT_FORMATS, read_input
 from spark_sensitivity.vectors import parse_text_vectors
 
@@ -252,19 +253,13 @@ def summarize(duplicates: DataFrame, id_col: str) -> dict[str, Any]:
     }
 
 
-def resolve(config: DedupConfig) -> DedupConfig:
-    from spark_sensitivity.pipeline import resolve_output
-
-    return resolve_output(config)
-
-
 def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
     """Runs one dedup and publishes duplicates/, kept/ and manifest.json; returns the manifest."""
     if config.dedup_eps is None:
         raise ValueError("--dedup-eps is required")
     settings_from(config).validate()
     kmeans_settings(config)
-    config = resolve(config)
+    config = resolve_output(config)
     inputs = {"--input": None if config.format == "table" else config.input}
     out = AtomicOutput(spark, config.output, config.overwrite, inputs=inputs)
     out.check_destination()

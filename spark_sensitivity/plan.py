@@ -10,9 +10,10 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity.cluster import KMeansSettings, choose_engine, driver_heap_bytes
 from spark_sensitivity.localkmeans import SCORE_BLOCK_ELEMENTS
-from spark_sensitivity.pipeline import SelectConfig, read_selection_input, resolve_output
+from spark_sensitivity.pipeline import SelectConfig, read_selection_input
 from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact
+from spark_sensitivity.runs import resolve_output
 from spark_sensitivity.vectors import vector_values
 
 # Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
