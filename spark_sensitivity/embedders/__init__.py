@@ -1,7 +1,8 @@
 """The embedding stage: raw rows (text, images, vectors) to embeddings, on the executors.
 
 Built-in embedders: ``sentence-transformers`` (needs the ``text`` extra), ``hashing`` (text, no
-model), ``image-pca`` (small grayscale images) and ``precomputed`` (an existing vector column).
+model), ``image-pca`` (small grayscale images), ``efficientnet-lite0`` (images through a pretrained
+network; needs the ``cnn`` extra) and ``precomputed`` (an existing vector column).
 Any subclass of :class:`Embedder` can be named by its import path, ``package.module:ClassName``.
 """
 

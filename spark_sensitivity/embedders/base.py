@@ -20,6 +20,7 @@ BUILTIN_EMBEDDERS = {
     "sentence-transformers": "spark_sensitivity.embedders.text:SentenceTransformerEmbedder",
     "hashing": "spark_sensitivity.embedders.text:HashingEmbedder",
     "image-pca": "spark_sensitivity.embedders.image:ImagePCAEmbedder",
+    "efficientnet-lite0": "spark_sensitivity.embedders.cnn:EfficientNetLite0Embedder",
     "precomputed": "spark_sensitivity.embedders.precomputed:PrecomputedEmbedder",
 }
 _IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
