@@ -29,7 +29,9 @@ def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, st
             "inferSchema", options.get("inferSchema", "true")
         )
     try:
-        return reader.format(fmt).load(source)
+        frame = reader.format(fmt).load(source)
+        frame.schema  # over Spark Connect the schema is inferred only when asked for
+        return frame
     except AnalysisException as error:
         if error.getCondition() == "UNABLE_TO_INFER_SCHEMA":
             raise ValueError(

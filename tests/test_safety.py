@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import CONNECT
 
 from spark_sensitivity.cli import main
 from spark_sensitivity.publish import MARKER, AtomicOutput, Owner, PublishError
@@ -246,6 +247,10 @@ def test_publishing_without_staged_files_is_an_error(tmp_path):
 # The job killed at each stage, then run again.
 
 
+# The job in a child process: over Connect it would start a second local server on the same port.
+child_jobs = pytest.mark.skipif(CONNECT, reason="child processes start classic sessions")
+
+
 def _job(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "spark_sensitivity", *args],
@@ -277,6 +282,7 @@ STAGE_MARKERS = {
 }
 
 
+@child_jobs
 def test_a_job_killed_at_any_stage_loses_nothing_and_a_rerun_succeeds(spark, source, earlier):
     args = [a for a in select_args(source, earlier, "--overwrite", "--seed", "4") if a != "--quiet"]
     input_before, output_before = digest(source), digest(earlier)
@@ -292,6 +298,7 @@ def test_a_job_killed_at_any_stage_loses_nothing_and_a_rerun_succeeds(spark, sou
         output_before = digest(earlier)
 
 
+@child_jobs
 def test_two_concurrent_jobs_end_with_one_whole_output(spark, source, tmp_path):
     output = tmp_path / "race"
     jobs = [_job(select_args(source, output, "--seed", str(seed))) for seed in (5, 6)]
@@ -306,6 +313,7 @@ def test_two_concurrent_jobs_end_with_one_whole_output(spark, source, tmp_path):
     assert leftovers(output) == []
 
 
+@child_jobs
 def test_quiet_prints_the_error_line_only(tmp_path):
     job = _job(select_args(tmp_path / "missing", tmp_path / "out"))
     _, err = job.communicate()
@@ -313,6 +321,7 @@ def test_quiet_prints_the_error_line_only(tmp_path):
     assert job.returncode != 0 and len(lines) == 1 and lines[0].startswith("error:"), err
 
 
+@child_jobs
 def test_an_existing_output_is_refused_before_spark_starts(source, earlier):
     job = _job([a for a in select_args(source, earlier) if a != "--quiet"])
     _, err = job.communicate()
