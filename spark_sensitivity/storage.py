@@ -30,7 +30,7 @@ def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, st
         )
     try:
         frame = reader.format(fmt).load(source)
-        frame.schema  # over Spark Connect the schema is inferred only when asked for
+        _ = frame.schema  # over Spark Connect the schema is inferred only when asked for
         return frame
     except AnalysisException as error:
         if error.getCondition() == "UNABLE_TO_INFER_SCHEMA":
