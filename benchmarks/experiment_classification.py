@@ -1,30 +1,27 @@
 """Experiment (c): Fashion-MNIST test accuracy of a classifier trained on the selected subset.
 
-Budgets of about 0.5 % to 10 % of the 60,000 training images. The classifier is a logistic
-regression on 50 PCA components of the pixels (standardized), trained with and without the
-selection's weights; test accuracy on the 10,000 test images; mean and standard deviation over seeds.
+Budgets B from 100 to 3,000 of the 60,000 training images. The classifier is a logistic regression on
+50 PCA components of the pixels (standardized), trained on the subset twice: with the selection's
+weights normalised to mean 1 (``w / mean(w)``) and unweighted; test accuracy on the 10,000 test
+images. Every seed re-seeds everything: the k-means fits, the draws, the pools and the warm-up sets.
 Every selection runs through the project's Spark code:
 
 - uniform: B distinct images.
-- sensitivity, model-free: B draws with the model-free sensitivity (k = 100 clusters of the PCA
-  pixels); rows drawn twice are labelled once, so it uses at most B labels.
-- representatives + model-free draws: the image nearest each of k = min(B, 1,200) k-means centers
-  (the loss-aware method's representatives), and B - k model-free draws for the rest of the budget
-  (the paper's training set "k representatives + m samples" with k as large as the budget allows).
-- k-center greedy on the PCA pixels (farthest-first on a uniform pool of 10,000 images).
-- margin and entropy: a warm-up model on B/5 uniform images scores every image; the B - B/5 least
-  sure are added (inference on all n images).
-- sensitivity, loss-aware: the same warm-up model supplies the loss on k = B/5 representatives;
+- the strategies of ``select --strategy`` on k-means of the PCA pixels (driver engine, the default):
+  sensitivity (k = 100, B draws; rows drawn twice are labelled once), stratified (k = 100),
+  prototypes (k = 100; the nearest rows at these budgets), representatives (k = B), and auto (the
+  strategy and k that ``strategies.resolve('auto', None, B)`` picks; the same runs as that strategy).
+- prototypes, hardest (diagnostic): the farthest rows of each cluster instead, to check the rule
+  that keeps the nearest at small budgets.
+- loss-aware: a warm-up model on B/5 uniform images supplies the loss on k = B/5 representatives;
   then B - 2B/5 draws with the loss-aware sensitivity; the training set is warm-up + representatives
-  + samples.
+  + samples (warm-up and undrawn representatives carry n/B in the weighted variant).
+- k-center greedy on the PCA pixels (farthest-first on a uniform pool of 10,000 images).
+- margin and entropy: the warm-up model scores every image; the B - B/5 least sure are added
+  (inference on all n images). These three have no weights.
 
-In the weighted variants a drawn row carries its sampling weight (count / (m q_i)); rows chosen
-deterministically (warm-up, representatives) carry n/B, except in "representatives + model-free
-draws", where each representative carries its cluster's size. Selectors without weights train unweighted.
-The k-means fits use seed 0 for all seeds (the seeds vary the draws, pools and warm-up sets).
-
-    python benchmarks/experiment_classification.py --quick   # a few minutes on 2 cores
-    python benchmarks/experiment_classification.py           # full: 5 budgets x 5 seeds, updates docs/RESULTS.md
+    python benchmarks/experiment_classification.py --quick   # 2 budgets x 2 seeds, leaves docs/ alone
+    python benchmarks/experiment_classification.py           # 4 budgets x 10 seeds, updates docs/RESULTS.md
 """
 
 from __future__ import annotations
@@ -43,14 +40,16 @@ from experiment_common import (
     replace_section,
     spark_session,
     standardizer,
+    summarize,
     write_table,
 )
 from sklearn.linear_model import LogisticRegression
 
-from spark_sensitivity import SensitivitySampler, baselines, lossaware
+from spark_sensitivity import SensitivitySampler, baselines, lossaware, strategies
 
-WARMUP_SHARE = 5  # warm-up and representatives each take B / 5 of the budget
-MAX_REPRESENTATIVES = 1_200  # k-means with k = B beyond this is too slow for local[2] here
+WARMUP_SHARE = 5  # warm-up and loss-aware representatives each take B / 5 of the budget
+CLUSTERS = strategies.DEFAULT_K
+WEIGHTED = " (weighted)"
 
 
 class Harness:
@@ -72,13 +71,18 @@ class Harness:
         model = LogisticRegression(max_iter=1000).fit(self.x[ids], self.y[ids], sample_weight=sample_weight)
         return float((model.predict(self.x_test) == self.y_test).mean())
 
-    def fit(self, k: int):
+    def fit(self, k: int, seed: int):
+        """k-means with this seed (fit sample, init); cached for the seed, released by :meth:`release`."""
         if k not in self.models:
-            init = "k-means||" if k <= 300 else "random"
             self.models[k] = SensitivitySampler(
-                idCol="id", featuresCol="pixels", k=k, seed=0, pointsPerCenter=50, initMode=init
+                idCol="id", featuresCol="pixels", k=k, seed=seed, pointsPerCenter=50, initMode="random"
             ).fit(self.frame)
         return self.models[k]
+
+    def release(self) -> None:
+        for model in self.models.values():
+            model.summary.release()
+        self.models = {}
 
     def ids(self, frame, column: str = "id") -> np.ndarray:
         return np.array([r[column] for r in frame.select(column).collect()], dtype=np.int64)
@@ -93,28 +97,32 @@ class Harness:
         return self.spark.read.parquet(path)
 
 
+def picked(model, strategy: str, budget: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and weights the model's ``strategy`` picks (a row drawn twice is labelled once)."""
+    model.set(model.strategy, strategy)
+    rows = model.sample(budget, seed=seed).select("id", "weight").toPandas()
+    return rows.id.to_numpy(), rows.weight.to_numpy()
+
+
+def both(out: dict[str, float], h: Harness, name: str, ids: np.ndarray, weights: np.ndarray) -> None:
+    out[name] = h.accuracy(ids)
+    out[name + WEIGHTED] = h.accuracy(ids, weights)
+
+
 def select_and_score(h: Harness, budget: int, seed: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    uniform = h.ids(baselines.uniform(h.frame, "id", budget, seed))
-    out["uniform"] = h.accuracy(uniform)
+    out["uniform"] = h.accuracy(h.ids(baselines.uniform(h.frame, "id", budget, seed)))
 
-    model = h.fit(100)
-    drawn = model.sample(budget, seed=seed).select("id", "weight").toPandas()
-    out["sensitivity, model-free"] = h.accuracy(drawn.id.to_numpy())
-    out["sensitivity, model-free (weighted)"] = h.accuracy(drawn.id.to_numpy(), drawn.weight.to_numpy())
+    model = h.fit(CLUSTERS, seed)
+    for strategy in (strategies.SENSITIVITY, strategies.STRATIFIED, strategies.PROTOTYPES):
+        both(out, h, strategy, *picked(model, strategy, budget, seed))
+    hardest = strategies.prototypes(
+        model.summary.assignments, model.clusterStats, budget, seed, "id", hardest=True
+    ).frame.toPandas()
+    both(out, h, "prototypes, hardest (diagnostic)", hardest.id.to_numpy(), hardest.weight.to_numpy())
 
-    k = min(budget, MAX_REPRESENTATIVES)
-    reps_model = h.fit(k)
-    reps = lossaware.model_representatives(reps_model).toPandas()
-    ids = reps.id.to_numpy()
-    weights = reps_model.clusterStats.sizes[reps.cluster_id.to_numpy()].astype(np.float64)
-    if budget > k:  # the rest of the budget: model-free draws, labelled once each
-        extra = model.sample(budget - k, seed=seed).select("id", "weight").toPandas()
-        keep = ~np.isin(extra.id.to_numpy(), ids)
-        ids = np.concatenate([ids, extra.id.to_numpy()[keep]])
-        weights = np.concatenate([weights, extra.weight.to_numpy()[keep]])
-    out["representatives + model-free draws"] = h.accuracy(ids)
-    out["representatives + model-free draws (weighted)"] = h.accuracy(ids, weights)
+    reps_model = h.fit(budget, seed) if budget != CLUSTERS else model
+    both(out, h, strategies.REPRESENTATIVES, *picked(reps_model, strategies.REPRESENTATIVES, budget, seed))
 
     out["k-center greedy"] = h.accuracy(
         h.ids(baselines.k_center_greedy(h.frame, "id", "pixels", budget, seed, pool_size=10_000))
@@ -126,13 +134,13 @@ def select_and_score(h: Harness, budget: int, seed: int) -> dict[str, float]:
     warm_model = h.warm_model(warm)
     probs = h.probabilities_frame(warm_model, f"{budget}-{seed}")
     for name, select in (("margin", baselines.margin), ("entropy", baselines.entropy)):
-        picked = h.ids(select(probs, "id", "probs", budget - w, exclude=warm_frame))
-        out[name] = h.accuracy(np.concatenate([warm, picked]))
+        chosen = h.ids(select(probs, "id", "probs", budget - w, exclude=warm_frame))
+        out[name] = h.accuracy(np.concatenate([warm, chosen]))
 
-    k = budget // WARMUP_SHARE
-    la_model = h.fit(k)
+    la_model = h.fit(w, seed)
     reps = lossaware.model_representatives(la_model).select("id").toPandas().id.to_numpy()
-    log_p = warm_model.predict_log_proba(h.x[reps])
+    log_p = np.full((len(reps), 10), np.log(1e-12))  # a class the small warm-up set lacks: probability ~0
+    log_p[:, warm_model.classes_] = warm_model.predict_log_proba(h.x[reps])
     rep_losses = h.spark.createDataFrame(
         [(int(i), float(-log_p[j, h.y[i]])) for j, i in enumerate(reps)], "id long, loss double"
     )
@@ -146,8 +154,20 @@ def select_and_score(h: Harness, budget: int, seed: int) -> dict[str, float]:
         [np.full(len(warm), h.n / budget), np.where(chosen["count"] > 0, chosen.weight, h.n / budget)]
     )
     unique, first = np.unique(rows, return_index=True)
-    out["sensitivity, loss-aware"] = h.accuracy(unique)
-    out["sensitivity, loss-aware (weighted)"] = h.accuracy(unique, weights[first])
+    both(out, h, strategies.LOSS_AWARE, unique, weights[first])
+    return out
+
+
+def with_auto(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """Adds auto: at each budget, the runs of the strategy ``strategies.resolve`` picks (k = 100 for
+    stratified, as in those runs)."""
+    out = dict(results)
+    for suffix in ("", WEIGHTED):
+        auto: dict[str, list[float]] = {}
+        for budget in results["uniform"]:
+            strategy, _ = strategies.resolve(strategies.AUTO, None, int(budget))
+            auto[budget] = results[strategy + suffix][budget]
+        out["auto" + suffix] = auto
     return out
 
 
@@ -157,80 +177,158 @@ def plot(report: dict, target: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for method, points in report["results"].items():
-        budgets = sorted(int(b) for b in points)
-        means = [points[str(b)]["mean"] * 100 for b in budgets]
-        stds = [points[str(b)]["std"] * 100 for b in budgets]
-        style = "k--" if method == "uniform" else "-"
-        ax.errorbar(budgets, means, yerr=stds, fmt=style, marker="o", capsize=3, label=method)
-    ax.set(xscale="log", xlabel="labelled training images (budget B)", ylabel="test accuracy (%)")
-    ax.set_title(f"Fashion-MNIST, logistic regression on 50 PCA components, {report['seeds']} seeds")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
+    stats = report["summary"]
+    weighted_names = {m for m in stats if m.endswith(WEIGHTED)}
+    has_weighted = {m[: -len(WEIGHTED)] for m in weighted_names}
+    for ax, weighted in zip(axes, (False, True), strict=True):
+        for method, points in stats.items():
+            shown = (
+                method in weighted_names or method not in has_weighted
+                if weighted
+                else method not in weighted_names
+            )
+            if not shown:
+                continue
+            budgets = sorted(int(b) for b in points)
+            means = [points[str(b)]["mean"] * 100 for b in budgets]
+            errors = [points[str(b)]["se"] * 100 for b in budgets]
+            style = "k--" if method == "uniform" else "-"
+            ax.errorbar(budgets, means, yerr=errors, fmt=style, marker="o", capsize=3, label=method)
+        ax.set(xscale="log", xlabel="labelled training images (budget B)", ylabel="test accuracy (%)")
+        ax.set_title("weighted (w / mean(w))" if weighted else "unweighted")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Fashion-MNIST, logistic regression on 50 PCA components, {seeds_text(report)}")
     fig.tight_layout()
     fig.savefig(target, dpi=110)
 
 
+def seeds_text(report: dict) -> str:
+    """'10 seeds', or the seeds of each budget when they differ."""
+    runs = {int(b): len(v) for b, v in report["results"]["uniform"].items()}
+    if len(set(runs.values())) == 1:
+        return f"{report['seeds']} seeds"
+    return "seeds 0, 1, ... (" + ", ".join(f"B={b}: {r}" for b, r in sorted(runs.items())) + ")"
+
+
 def section(report: dict) -> str:
-    budgets = sorted({int(b) for points in report["results"].values() for b in points})
-    uniform = report["results"]["uniform"]
+    stats = report["summary"]
+    budgets = sorted({int(b) for points in stats.values() for b in points})
     header = ["method", *[f"B={b}" for b in budgets]]
-    body = []
-    for method, points in report["results"].items():
-        cells = []
+    means, medians = [], []
+    for method, points in stats.items():
+        cells, middle = [], []
         for b in budgets:
-            p = points.get(str(b))
-            if p is None:
-                cells.append("")
-                continue
-            delta = (p["mean"] - uniform[str(b)]["mean"]) * 100
-            extra = "" if method == "uniform" else f" ({delta:+.1f})"
-            cells.append(f"{p['mean'] * 100:.1f} ± {p['std'] * 100:.1f}{extra}")
-        body.append([method, *cells])
+            p = points[str(b)]
+            diff = (
+                ""
+                if method == "uniform"
+                else f" ({p['diff'] * 100:+.1f} ± {p['diff_se'] * 100:.1f}{p['flag']})"
+            )
+            cells.append(f"{p['mean'] * 100:.1f} ± {p['se'] * 100:.1f}{diff}")
+            middle.append(f"{p['median'] * 100:.1f}")
+        means.append([method, *cells])
+        medians.append([method, *middle])
+    auto = ", ".join(f"B={b}: {strategies.resolve(strategies.AUTO, None, b)[0]}" for b in budgets)
     return (
-        f"Test accuracy (%), mean ± standard deviation over {report['seeds']} seeds; in brackets the "
-        f"difference to uniform in points.\n\n![classification](figures/experiment_classification.png)\n\n"
-        f"{markdown_table(header, body)}"
+        f"Test accuracy (%) over {seeds_text(report)} (each seed re-fits k-means): mean ± standard "
+        "error; in brackets the mean paired difference to uniform (same seed) ± its standard error, "
+        "marked `~` where it is within two standard errors of zero (inside the noise). "
+        f"auto picks {auto}. Run time {report['seconds'] / 60:.0f} min.\n\n"
+        "![classification](figures/experiment_classification.png)\n\n"
+        f"{markdown_table(header, means)}\n\nMedians (%):\n\n{markdown_table(header, medians)}"
     )
+
+
+def run(
+    workdir: Path, budgets: list[int], seeds: int, max_minutes: float | None, resume: bool
+) -> tuple[dict, float]:
+    """Every budget for seeds 0, 1, ...; saves the scores after each seed (all budgets done). With
+    ``resume``, starts after the seeds saved in WORKDIR/classification-runs.json."""
+    started = time.perf_counter()
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    earlier, first = 0.0, 0
+    runs_file = workdir / "classification-runs.json"
+    if resume and runs_file.exists():
+        saved = json.loads(runs_file.read_text())
+        for method, points in saved["scores"].items():
+            for budget, values in points.items():
+                scores[method][budget] = values
+        earlier, first = saved["seconds"], len(next(iter(saved["scores"]["uniform"].values())))
+    spark = spark_session()
+    harness = Harness(spark, workdir)
+    for seed in range(first, seeds):
+        if max_minutes is not None and time.perf_counter() - started > 60 * max_minutes:
+            print(f"stopping after {seed} seeds (--max-minutes {max_minutes})", flush=True)
+            break
+        for budget in budgets:
+            tick = time.perf_counter()
+            for method, accuracy in select_and_score(harness, budget, seed).items():
+                scores[method][str(budget)].append(accuracy)
+            print(f"seed={seed} B={budget}: {time.perf_counter() - tick:.0f} s", flush=True)
+        harness.release()
+        saved = {"scores": scores, "seconds": earlier + time.perf_counter() - started}
+        runs_file.write_text(json.dumps(saved, indent=1))
+    spark.stop()
+    return {
+        method: dict(points) for method, points in scores.items()
+    }, earlier + time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 budgets, 2 seeds; leaves docs/ alone")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds (default: 10, or 2 with --quick)")
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=None, help="budgets (default: 100 300 1000 3000)"
+    )
     parser.add_argument(
         "--workdir", default="runs/experiments", help="tables and raw results (default: runs/experiments)"
     )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no new seed after this long; report the seeds done",
+    )
+    parser.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="run nothing: summarize the seeds saved in WORKDIR/classification-runs.json",
+    )
+    parser.add_argument(
+        "--merge-runs",
+        nargs="*",
+        default=[],
+        help="with --from-runs: also the classification-runs.json of runs of other budgets",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue after the seeds saved in WORKDIR/classification-runs.json",
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir)
-    budgets = [300, 1200] if args.quick else [300, 600, 1200, 3000, 6000]
-    seeds = list(range(2 if args.quick else 5))
-    started = time.perf_counter()
-    spark = spark_session()
-    harness = Harness(spark, workdir)
-    scores: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for budget in budgets:
-        for seed in seeds:
-            tick = time.perf_counter()
-            for method, accuracy in select_and_score(harness, budget, seed).items():
-                scores[method][budget].append(accuracy)
-            print(f"B={budget} seed={seed}: {time.perf_counter() - tick:.0f} s", flush=True)
-        for method, points in scores.items():
-            if budget in points:
-                print(
-                    f"  {method:52s} {np.mean(points[budget]) * 100:.2f} ± {np.std(points[budget]) * 100:.2f}",
-                    flush=True,
-                )
-    for model in harness.models.values():
-        model.summary.release()
-    spark.stop()
-    results = {
-        method: {
-            str(b): {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v} for b, v in points.items()
-        }
-        for method, points in scores.items()
-    }
-    report = {"seeds": len(seeds), "results": results, "seconds": round(time.perf_counter() - started)}
+    runs_file = workdir / "classification-runs.json"
+    if args.from_runs:
+        scores, seconds = {}, 0.0
+        for path in [runs_file, *args.merge_runs]:  # other budgets, run apart
+            saved = json.loads(Path(path).read_text())
+            for method, points in saved["scores"].items():
+                scores.setdefault(method, {}).update(points)
+            seconds += saved["seconds"]
+    else:
+        budgets = args.budgets or ([300, 1000] if args.quick else [100, 300, 1000, 3000])
+        scores, seconds = run(
+            workdir, budgets, args.seeds or (2 if args.quick else 10), args.max_minutes, args.resume
+        )
+    seeds = min(len(v) for v in scores["uniform"].values())
+    results = with_auto(scores)
+    summary = {method: summarize(points, results["uniform"]) for method, points in results.items()}
+    for method, points in summary.items():
+        print(method, {b: f"{p['mean'] * 100:.2f}{p['flag']}" for b, p in points.items()}, flush=True)
+    report = {"seeds": seeds, "results": results, "summary": summary, "seconds": round(seconds)}
     (workdir / "classification.json").write_text(json.dumps(report, indent=1))
     figure = (
         workdir / "experiment_classification.png" if args.quick else FIGURES / "experiment_classification.png"

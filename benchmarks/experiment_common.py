@@ -83,3 +83,25 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def summarize(points: dict[str, list[float]], reference: dict[str, list[float]]) -> dict[str, dict]:
+    """Per budget: mean, median, standard error, and the mean paired difference to ``reference``
+    (runs with the same seed) with its standard error; ``flag`` is "~" when the difference is within
+    two standard errors of zero."""
+    out = {}
+    for budget, runs in points.items():
+        values, base = np.asarray(runs), np.asarray(reference[budget][: len(runs)])
+        diffs = values - base
+        se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+        diff_se = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+        inside = not diff_se > 0 or abs(diffs.mean()) < 2 * diff_se
+        out[budget] = {
+            "mean": float(values.mean()),
+            "median": float(np.median(values)),
+            "se": se,
+            "diff": float(diffs.mean()),
+            "diff_se": diff_se,
+            "flag": "~" if inside else "",
+        }
+    return out

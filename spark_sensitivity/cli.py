@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from spark_sensitivity import evaluate, forecast, lossaware
+from spark_sensitivity import evaluate, forecast, lossaware, strategies
 from spark_sensitivity.cliargs import (
     MAX_SAMPLE_SIZE,
     add_config,
@@ -70,7 +70,22 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
 
     method = parser.add_argument_group("clustering and sampling")
     method.add_argument(
-        "--k", type=number(int, 1), default=100, help="number of k-means clusters (default: 100)"
+        "--k",
+        type=number(int, 1),
+        default=None,
+        help="number of k-means clusters (default: 100; the sample size for --strategy representatives; "
+        "chosen by --strategy auto)",
+    )
+    method.add_argument(
+        "--strategy",
+        default=strategies.SENSITIVITY,
+        choices=strategies.SELECT_STRATEGIES,
+        help="how rows are picked from the clusters: sensitivity (default, the paper's i.i.d. draws, "
+        "unbiased), representatives (the row nearest each center, k = sample size), stratified "
+        "(a uniform subset of each cluster, allocated by size), prototypes (per cluster the rows "
+        "nearest the center, or the farthest when the sample is at least half the table), loss-aware "
+        "(the same as --mode loss-aware), auto (representatives up to "
+        f"{strategies.AUTO_REPRESENTATIVES_MAX_M} rows, stratified above); see docs/METHOD.md",
     )
     method.add_argument(
         "--sample-size",
@@ -390,6 +405,7 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         embed_options=dict(args.embed_option),
         loss_col=args.loss_col,
         mode=args.mode,
+        strategy=args.strategy,
         rep_losses=args.rep_losses,
         rep_losses_format=args.rep_losses_format,
         rep_loss_col=args.rep_loss_col,

@@ -21,7 +21,7 @@ from pyspark.ml.util import (
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_sensitivity import cluster, sample, score
+from spark_sensitivity import cluster, sample, score, strategies
 from spark_sensitivity.files import glob_escape
 from spark_sensitivity.rowrandom import row_hash
 
@@ -89,6 +89,13 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
         "rows with a null, wrong-length or non-finite embedding: 'fail' (default) or 'skip'",
         TypeConverters.toString,
     )
+    strategy: Param[str] = Param(
+        Params._dummy(),
+        "strategy",
+        "how sample() picks rows: 'sensitivity' (default), 'representatives', 'stratified', "
+        "'prototypes' or 'auto' (see spark_sensitivity.strategies)",
+        TypeConverters.toString,
+    )
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -107,6 +114,7 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
             driverFitMaxMB=512,
             onInvalid="fail",
             checkUniqueIds=True,
+            strategy=strategies.SENSITIVITY,
         )
 
     def getIdCol(self) -> str:
@@ -142,6 +150,9 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
     def getCheckUniqueIds(self) -> bool:
         return self.getOrDefault(self.checkUniqueIds)
 
+    def getStrategy(self) -> str:
+        return self.getOrDefault(self.strategy)
+
     def _validate_params(self) -> None:
         if self.getK() < 1:
             raise ValueError(f"k must be at least 1, got {self.getK()}")
@@ -162,6 +173,7 @@ class _SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
             raise ValueError(f"driverFitMaxMB must be >= 0, got {self.getDriverFitMaxMB()}")
         if self.getOnInvalid() not in ("fail", "skip"):
             raise ValueError(f"onInvalid must be 'fail' or 'skip', got {self.getOnInvalid()!r}")
+        strategies.check_strategy(self.getStrategy())
 
     def _validate_columns(self, dataset: DataFrame) -> None:
         missing = [c for c in (self.getIdCol(), self.getFeaturesCol()) if c not in dataset.columns]
@@ -233,6 +245,11 @@ class SensitivitySampler(
         Check that ids are unique before fitting (one shuffle of the id column).
     onInvalid : {"fail", "skip"}, default "fail"
         What to do with rows whose embedding is null, of the wrong length or not finite.
+    strategy : str, default "sensitivity"
+        How :meth:`SensitivitySamplerModel.sample` picks rows: "sensitivity" (i.i.d. draws, the
+        paper's rule), "representatives" (the row nearest each center; sample size = k),
+        "stratified", "prototypes", or "auto" (representatives when the sample size equals k, else
+        stratified). See ``spark_sensitivity.strategies``.
 
     Examples
     --------
@@ -260,6 +277,7 @@ class SensitivitySampler(
         driverFitMaxMB: int = 512,
         onInvalid: str = "fail",
         checkUniqueIds: bool = True,
+        strategy: str = strategies.SENSITIVITY,
     ):
         super().__init__()
         kwargs = {key: value for key, value in self._input_kwargs.items() if value is not None}
@@ -433,7 +451,8 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
         dataset: DataFrame | None = None,
         dropColumns: tuple[str, ...] = (),
     ) -> DataFrame:
-        """Exactly ``sampleSize`` i.i.d. draws with replacement, with probability s_i / sum(s).
+        """Exactly ``sampleSize`` i.i.d. draws with replacement, with probability s_i / sum(s), or, with
+        another ``strategy``, the rows that strategy picks (count 1, weight n_j / m_j).
 
         Without ``dataset`` it samples the training data from the fit's persisted assignments (no
         second assignment pass); with one it assigns that data to the model's centers and uses its
@@ -445,6 +464,7 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
         seed = self.getSeed() if seed is None else seed
         if sampleSize < 1:
             raise ValueError(f"sample size must be at least 1, got {sampleSize}")
+        strategy = strategies.for_model(self.getStrategy(), sampleSize, len(self._centers))
         if dataset is None:
             source, assigned, stats = self.summary.dataset, self.summary.assignments, self._stats
             release = False
@@ -462,14 +482,19 @@ class SensitivitySamplerModel(Model, _SensitivitySamplerParams, MLWritable, MLRe
             assigned = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull()).persist()
             stats = score.cluster_stats(assigned, len(self._centers)).stats
             release = True
-        scored = assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
         try:
-            draws = sample.draw(scored, stats, sampleSize)
+            if strategy == strategies.SENSITIVITY:
+                scored = assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
+                draws = sample.draw(scored, stats, sampleSize)
+                self._last_sample_info = {"candidates": draws.candidates, "attempts": draws.attempts}
+                columns = draws.frame.drop(sample.HASH_COL)
+            else:
+                picked = strategies.select(strategy, assigned, stats, sampleSize, seed, id_col)
+                self._last_sample_info = {"draws": picked.draws}
+                columns = picked.frame
         finally:
             if release:
                 assigned.unpersist()
-        self._last_sample_info = {"candidates": draws.candidates, "attempts": draws.attempts}
-        columns = draws.frame.drop(sample.HASH_COL)
         rest = source.drop(*dropColumns)
         return columns.join(rest, on=id_col, how="inner")
 

@@ -12,7 +12,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity import forecast_inputs, lossaware, lossaware_rounds
+from spark_sensitivity import forecast_inputs, lossaware, lossaware_rounds, strategies
 from spark_sensitivity.dedupkernel import DEFAULT_BLOCK_ROWS
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.estimator import SensitivitySampler, SensitivitySamplerModel
@@ -39,7 +39,7 @@ class SelectConfig:
     input: str
     output: str
     sample_size: int
-    k: int = 100
+    k: int | None = None  # None: the strategy's choice (strategies.resolve), 100 for most
     format: str = "parquet"
     input_options: dict[str, str] = field(default_factory=dict)
     id_col: str = "id"
@@ -65,6 +65,7 @@ class SelectConfig:
     output_format: str = "parquet"
     output_table: str | None = None
     mode: str = "model-free"
+    strategy: str = strategies.SENSITIVITY
     rep_losses: str | None = None
     rep_losses_format: str = "parquet"
     rep_loss_col: str = "loss"
@@ -102,6 +103,19 @@ def input_paths(config: SelectConfig) -> dict[str, str | None]:
     }
 
 
+def resolve_strategy(config: SelectConfig) -> SelectConfig:
+    """The concrete strategy and k of a run: ``auto`` resolved, k filled in, and ``--strategy
+    loss-aware`` and ``--mode loss-aware`` made the same thing."""
+    loss_aware = config.mode == "loss-aware" or config.strategy == strategies.LOSS_AWARE
+    if config.mode == "loss-aware" and config.strategy not in (strategies.SENSITIVITY, strategies.LOSS_AWARE):
+        raise ValueError(f"--mode loss-aware cannot be combined with --strategy {config.strategy}")
+    requested = strategies.LOSS_AWARE if loss_aware else config.strategy
+    strategy, k = strategies.resolve(requested, config.k, config.sample_size)
+    return dataclasses.replace(
+        config, strategy=strategy, k=k, mode="loss-aware" if loss_aware else config.mode
+    )
+
+
 def _sampler(config: SelectConfig) -> SensitivitySampler:
     return SensitivitySampler(
         idCol=config.id_col,
@@ -119,6 +133,7 @@ def _sampler(config: SelectConfig) -> SensitivitySampler:
         driverFitMaxMB=config.driver_fit_max_mb,
         onInvalid=config.on_invalid,
         checkUniqueIds=config.check_unique_ids,
+        strategy=strategies.SENSITIVITY if config.strategy == strategies.LOSS_AWARE else config.strategy,
     )
 
 
@@ -152,6 +167,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     config = resolve_output(config)
     if config.mode not in ("model-free", "loss-aware"):
         raise ValueError(f"--mode must be model-free or loss-aware, got {config.mode!r}")
+    requested_strategy = config.strategy
+    config = resolve_strategy(config)
     if config.rep_losses is not None and config.mode != "loss-aware":
         raise ValueError("--rep-losses needs --mode loss-aware")
     if config.loss_col is not None and not config.report:
@@ -283,7 +300,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         # The model (centers and cluster statistics) lets `refresh` add new rows later.
         model.write().save(out.path("model"))
         written = read_table(spark, out.path("subset"), config.output_format)
-        rows, weight_sum = _check_written(written, config.id_col, drawn_rows, config.sample_size)
+        draws = model.lastSampleInfo.get("draws", config.sample_size)
+        rows, weight_sum = _check_written(written, config.id_col, drawn_rows, draws)
         timings["write_seconds"] = round(time.perf_counter() - tick, 3)
         timings["total_seconds"] = round(time.perf_counter() - started, 3)
         log.info("stage write: %d rows, %.1f s", rows, timings["write_seconds"])
@@ -303,6 +321,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "sum_of_weights": weight_sum,
             "sum_of_sensitivities": loss_aware.pop("sum_of_sensitivities", stats.total_sensitivity),
             "mode": config.mode,
+            "strategy": config.strategy,
+            "strategy_requested": requested_strategy,
             **({"loss_aware": loss_aware} if loss_aware else {}),
             **({"forecast": forecast} if forecast else {}),
             "sampling": model.lastSampleInfo,

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity.cluster import KMeansSettings, choose_engine, driver_heap_bytes
 from spark_sensitivity.localkmeans import SCORE_BLOCK_ELEMENTS
-from spark_sensitivity.pipeline import SelectConfig, read_selection_input
+from spark_sensitivity.pipeline import SelectConfig, read_selection_input, resolve_strategy
 from spark_sensitivity.publish import AtomicOutput
 from spark_sensitivity.redaction import redact
 from spark_sensitivity.runs import resolve_output
@@ -28,7 +28,7 @@ def suggested_k(n: int, m: int) -> int:
 
 def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     """The plan of a selection run: stages, sizes, estimated work and memory, suggestions."""
-    config = resolve_output(config)
+    config = resolve_strategy(resolve_output(config))
     df = read_selection_input(spark, config)
     n = df.count()  # Parquet answers from file footers
     first = df.select(F.size(vector_values(df, config.vector_col)).alias("d")).where("d > 0").first()

@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 STREAM_FIT_SAMPLE = 1
 STREAM_DRAW_COUNT = 2
 STREAM_DRAW_ORDER = 3
+# Keys of the stratified strategy's within-cluster uniform subsets (and the prototypes' tie-breaks).
+STREAM_STRATIFIED = 5
 
 _MASK53 = (1 << 53) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

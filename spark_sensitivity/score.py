@@ -41,7 +41,7 @@ class ClusterStats:
         return cost_share + self.nonempty
 
     def sensitivity(self, cluster_ids: np.ndarray, costs: np.ndarray) -> np.ndarray:
-        """s_i = v_i / Phi + 1 / n_a(i) (model-free sensitivity of METHOD.md).
+        """s_i = v_i / Phi + 1 / n_a(i) (model-free sensitivity of docs/METHOD.md).
 
         When every point sits on its center (Phi = 0) only the uniform-within-cluster term remains.
         """
