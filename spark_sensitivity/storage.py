@@ -22,7 +22,9 @@ def read_input(
     if fmt == "iceberg":
         from spark_sensitivity.iceberg import read_iceberg
 
-        return read_iceberg(spark, source, catalog or {}, options)
+        if catalog is None:  # only select's --input has --catalog-option
+            raise ValueError("Iceberg tables are read only as the --input of select (with --catalog-option)")
+        return read_iceberg(spark, source, catalog, options)
     if fmt == "delta":
         from spark_sensitivity.delta import read_delta
 

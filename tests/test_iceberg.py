@@ -10,7 +10,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 from spark_sensitivity.cli import main
 from spark_sensitivity.datasets import write_gaussian_mixture
-from spark_sensitivity.iceberg import RUN_ID_PROPERTY, read_iceberg
+from spark_sensitivity.iceberg import RUN_ID_PROPERTY, IcebergOutput, read_iceberg
 
 
 @pytest.fixture
@@ -140,6 +140,11 @@ def test_iceberg_input_and_time_travel(spark, tmp_path, lake):
     stamp = points.snapshot_by_id(first).timestamp_ms
     assert select(tmp_path, flags, "stamp", "--input-option", f"as-of-timestamp={stamp}") == 0
     assert json.loads((tmp_path / "stamp" / "manifest.json").read_text())["n"] == 400
+    # The catalog's properties can come from the config file, as a mapping.
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({"catalog-option": props, "input-option": {"snapshot-id": first}}))
+    assert select(tmp_path, ["--config", str(config)], "config") == 0
+    assert json.loads((tmp_path / "config" / "manifest.json").read_text())["n"] == 400
     assert select(tmp_path, flags, "now") == 0
     assert json.loads((tmp_path / "now" / "manifest.json").read_text())["n"] == 600
 
@@ -174,3 +179,22 @@ def test_catalog_options_are_needed(spark, tmp_path, capsys):
     assert error_line(capsys).startswith(
         "error: Iceberg tables need the catalog's properties: --catalog-option"
     )
+
+
+def test_a_failure_after_the_commit_undoes_it(spark, tmp_path, lake):
+    """What a run does when publishing its folder fails after the tables were committed."""
+    catalog, _, props = lake
+    before = catalog.load_table("lake.points").current_snapshot().snapshot_id
+    output = IcebergOutput(props, "lake.points", overwrite=True)
+    points = read_iceberg(spark, "lake.points", props, {})
+    output.stage("subset", points.where("id < 10"))
+    output.stage("clusters", spark.createDataFrame([(0, 5)], "cluster_id int, size long"))
+    committed = output.commit("undo-test")
+    table = catalog.load_table("lake.points")
+    assert table.current_snapshot().snapshot_id == committed["subset"]["snapshot_id"] != before
+    assert table.scan().to_arrow().num_rows == 10 and catalog.table_exists("lake.points_clusters")
+
+    output.abort()
+    table = catalog.load_table("lake.points")
+    assert table.current_snapshot().snapshot_id == before and table.scan().to_arrow().num_rows == 600
+    assert not catalog.table_exists("lake.points_clusters") and staged_files(tmp_path) == []
