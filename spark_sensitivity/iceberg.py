@@ -181,7 +181,6 @@ class IcebergOutput:
         self.catalog = open_catalog(catalog_options, create=True)
         self.namespace = namespace
         self.names = {"subset": f"{namespace}.{table}", "clusters": f"{namespace}.{table}{CLUSTERS_SUFFIX}"}
-        self.overwrite = overwrite
         self.staged: dict[str, _Staged] = {}
         for name in self.names.values():
             existing = self._existing(name)
@@ -202,6 +201,10 @@ class IcebergOutput:
         schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
         table = self._existing(name)
         if table is not None:
+            if table.spec().fields:
+                raise ValueError(
+                    f"Iceberg table {name} is partitioned; the {part} is written to unpartitioned tables only"
+                )
             have = {f.name: _type_shape(f.field_type) for f in table.schema().fields}
             new = {
                 f.name: _type_shape(f.field_type)

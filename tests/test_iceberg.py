@@ -198,3 +198,20 @@ def test_a_failure_after_the_commit_undoes_it(spark, tmp_path, lake):
     table = catalog.load_table("lake.points")
     assert table.current_snapshot().snapshot_id == before and table.scan().to_arrow().num_rows == 600
     assert not catalog.table_exists("lake.points_clusters") and staged_files(tmp_path) == []
+
+
+def test_a_partitioned_output_table_is_refused_before_any_file_is_written(spark, tmp_path, lake):
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    catalog, _, props = lake
+    points = catalog.load_table("lake.points")
+    spec = PartitionSpec(PartitionField(source_id=points.schema().find_field("component").field_id,
+                                        field_id=1000, transform=IdentityTransform(), name="component"))  # fmt: skip
+    catalog.create_table("lake.parted", schema=points.schema(), partition_spec=spec)
+    output = IcebergOutput(props, "lake.parted", overwrite=True)
+    with pytest.raises(
+        ValueError, match="Iceberg table lake.parted is partitioned; the subset is written to"
+    ):
+        output.stage("subset", read_iceberg(spark, "lake.points", props, {}))
+    assert staged_files(tmp_path) == [] and catalog.load_table("lake.parted").current_snapshot() is None
