@@ -50,6 +50,8 @@ setup(
         "connect": ["pyspark[connect]>=4.3,<4.4"],
         # Delta Lake without the Delta jars: delta-rs through Spark's Python Data Source API.
         "delta": ["deltalake>=1.6,<2"],
+        # Iceberg tables without the Iceberg jars: pyiceberg's catalogs (SQLite via SQLAlchemy), pyarrow IO.
+        "iceberg": ["pyiceberg[sql-sqlite,pyarrow]>=0.12,<0.13"],
         # The HTML report draws its PNG figures with matplotlib.
         "report": ["matplotlib>=3.8"],
     },

@@ -18,4 +18,4 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # torch first, pinned: the CPU build of 2.13.0 (an unpinned torch would pull a multi-GB CUDA build).
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[spark,connect,test,report,delta,text,image,cnn${EXTRAS:+,$EXTRAS}]"
+.venv/bin/python -m pip install -q -e ".[spark,connect,test,report,delta,iceberg,text,image,cnn${EXTRAS:+,$EXTRAS}]"

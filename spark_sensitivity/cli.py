@@ -46,7 +46,18 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         choices=INPUT_FORMATS,
         help="input format (default: parquet; json means JSON lines)",
     )
-    add_key_values(data, "--input-option", "a reader option, repeatable (e.g. sep=;)")
+    add_key_values(
+        data,
+        "--input-option",
+        "a reader option, repeatable (e.g. sep=;, versionAsOf=N for Delta, snapshot-id=N or "
+        "as-of-timestamp=MS for Iceberg)",
+    )
+    add_key_values(
+        data,
+        "--catalog-option",
+        "a property of the pyiceberg catalog for --format iceberg and --output-format iceberg, "
+        "repeatable (e.g. uri=sqlite:////data/catalog.db, warehouse=file:///data/warehouse)",
+    )
     data.add_argument("--id-col", default="id", help="unique, non-null row id column (default: id)")
     data.add_argument(
         "--vector-col",
@@ -170,13 +181,15 @@ def add_select_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-format",
         default="parquet",
         choices=OUTPUT_FORMATS,
-        help="format of subset/: parquet (default), delta (one commit), json, csv (embeddings as JSON "
-        "text) or orc",
+        help="format of subset/: parquet (default), delta (one commit), iceberg (subset/ in Parquet, "
+        "and one commit each to the Iceberg tables --output-table and its _clusters), json, csv "
+        "(embeddings as JSON text) or orc",
     )
     output.add_argument(
         "--output-table",
         help="also register subset/ in the catalog under this name, after publishing (an external "
-        "table over the published files; an existing table is replaced only with --overwrite)",
+        "table over the published files; an existing table is replaced only with --overwrite); with "
+        "--output-format iceberg, the Iceberg table namespace.table",
     )
     output.add_argument(
         "--report",
@@ -377,6 +390,7 @@ def config_from_args(args: argparse.Namespace) -> SelectConfig:
         k=args.k,
         format=args.format,
         input_options=dict(args.input_option),
+        catalog_options=dict(args.catalog_option),
         id_col=args.id_col,
         vector_col=args.vector_col,
         z=args.z,

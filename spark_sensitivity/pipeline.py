@@ -42,6 +42,7 @@ class SelectConfig:
     k: int | None = None  # None: the strategy's choice (strategies.resolve), 100 for most
     format: str = "parquet"
     input_options: dict[str, str] = field(default_factory=dict)
+    catalog_options: dict[str, str] = field(default_factory=dict)
     id_col: str = "id"
     vector_col: str = "embedding"
     z: int = 2
@@ -89,14 +90,14 @@ class SelectConfig:
 
 def read_selection_input(spark: SparkSession, config: SelectConfig) -> DataFrame:
     """The input table, with an embedding stored as text (CSV) parsed to an array."""
-    df = read_input(spark, config.input, config.format, config.input_options)
+    df = read_input(spark, config.input, config.format, config.input_options, config.catalog_options)
     return parse_text_vectors(df, config.vector_col)
 
 
 def input_paths(config: SelectConfig) -> dict[str, str | None]:
     """The paths a run reads, which its output must never replace or overlap."""
     return {
-        "--input": None if config.format == "table" else config.input,
+        "--input": None if config.format in ("table", "iceberg") else config.input,
         "--rep-losses": config.rep_losses,
         "--pilot-losses": config.pilot_losses,
         "--round1": config.round1,
@@ -181,7 +182,12 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     sampler._validate_params()
     out = AtomicOutput(spark, config.output, config.overwrite, inputs=input_paths(config))
     out.check_destination()
-    if config.output_table:
+    lake = None
+    if config.output_format == "iceberg":
+        from spark_sensitivity.iceberg import IcebergOutput
+
+        lake = IcebergOutput(config.catalog_options, config.output_table, config.overwrite)
+    elif config.output_table:
         check_table_name(spark, config.output_table, config.output_format, config.overwrite)
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -189,7 +195,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
 
     embedded = embed_report = None
     if config.embedder:
-        raw = read_input(spark, config.input, config.format, config.input_options)
+        raw = read_input(spark, config.input, config.format, config.input_options, config.catalog_options)
         embedded, embed_report = embed_frame(
             raw,
             embedder=config.embedder,
@@ -351,13 +357,20 @@ def run_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             )
             manifest["timings"]["report_seconds"] = round(time.perf_counter() - tick, 3)
             manifest["report"] = "report/index.html"
+        if lake is not None:
+            # The folder is complete but for its manifest: now the tables get their one commit each.
+            lake.stage("subset", written)
+            lake.stage("clusters", spark.read.parquet(out.path("clusters")))
+            manifest["iceberg"] = lake.commit(config.run_id)
         out.write_json("manifest.json", manifest)
         out.publish()
-        if config.output_table:
+        if config.output_table and lake is None:
             register_table(spark, config.output_table, f"{out.uri}/subset", config.output_format)
             log.info("registered table %s", config.output_table)
         log.info("published %s in %.1f s", manifest["output"], time.perf_counter() - started)
     except BaseException:
+        if lake is not None:
+            lake.abort()
         out.abort()
         raise
     finally:

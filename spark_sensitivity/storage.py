@@ -9,13 +9,22 @@ from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefi
 
 from spark_sensitivity.files import glob_escape
 
-INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "table")
+INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "iceberg", "table")
 
 
-def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, str]) -> DataFrame:
-    """The input as a DataFrame: a path in a file format, or a catalog table name (fmt='table')."""
+def read_input(
+    spark: SparkSession, source: str, fmt: str, options: dict[str, str], catalog: dict[str, str] | None = None
+) -> DataFrame:
+    """The input as a DataFrame: a path in a file format, a catalog table name (fmt='table'), or an
+    Iceberg table namespace.table in the pyiceberg catalog with the properties ``catalog``."""
     if fmt == "table":
         return spark.table(source)
+    if fmt == "iceberg":
+        from spark_sensitivity.iceberg import read_iceberg
+
+        if catalog is None:  # only select's --input has --catalog-option
+            raise ValueError("Iceberg tables are read only as the --input of select (with --catalog-option)")
+        return read_iceberg(spark, source, catalog, options)
     if fmt == "delta":
         from spark_sensitivity.delta import read_delta
 
@@ -40,11 +49,17 @@ def read_input(spark: SparkSession, source: str, fmt: str, options: dict[str, st
         raise
 
 
-OUTPUT_FORMATS = ("parquet", "delta", "json", "csv", "orc")
+OUTPUT_FORMATS = ("parquet", "delta", "iceberg", "json", "csv", "orc")
+
+
+def _folder_format(fmt: str) -> str:
+    # An Iceberg subset is committed to its table by spark_sensitivity.iceberg; the folder keeps Parquet.
+    return "parquet" if fmt == "iceberg" else fmt
 
 
 def write_table(df: DataFrame, path: str, fmt: str) -> None:
     """Writes a new table folder. CSV has no arrays or structs: those columns are written as JSON text."""
+    fmt = _folder_format(fmt)
     if fmt == "delta":
         from spark_sensitivity.delta import write_delta
 
@@ -63,6 +78,7 @@ def write_table(df: DataFrame, path: str, fmt: str) -> None:
 
 def read_table(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     """Reads a table folder written by :func:`write_table`."""
+    fmt = _folder_format(fmt)
     if fmt == "delta":
         from spark_sensitivity.delta import read_delta
 
