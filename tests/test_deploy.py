@@ -9,18 +9,22 @@ checked against each other and against the installed package.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
+import datetime
 import io
 import json
 import os
 import re
+import runpy
 import shlex
 import subprocess
+import sys
+import types
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import jinja2.sandbox
 import pyspark
 import pytest
 import yaml
@@ -85,7 +89,7 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     [
         (["--input", "a", "--output", "b", "--sample-size", "5", "--no-such-flag"], "unrecognized"),
         (["--input", "a", "--output", "b", "--sample", "5"], "unrecognized"),
-        (["--input", "a", "--output", "b", "--sample-size", "many"], "invalid int"),
+        (["--input", "a", "--output", "b", "--sample-size", "many"], "expected an integer"),
         (["--input", "a", "--sample-size", "5"], "needs --output"),
     ],
 )
@@ -113,21 +117,118 @@ def test_kubernetes_spark_application():
     assert args.input.startswith(mount + "/") and args.output.startswith(mount + "/")
 
 
-def test_airflow_dag():
-    source = (DEPLOY / "airflow_dag.py").read_text()
-    tree = ast.parse(source)
-    compile(tree, "airflow_dag.py", "exec")
-    (call,) = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SparkSubmitOperator"
-    ]
-    kwargs = {keyword.arg: keyword.value for keyword in call.keywords}
-    assert ast.literal_eval(kwargs["application"]) == JOB_IN_IMAGE
-    assert ast.literal_eval(kwargs["py_files"]).endswith("/spark_sensitivity.zip")
-    args = check_job_args(ast.literal_eval(kwargs["application_args"]), "airflow_dag.py")
-    # One output per logical date: a rerun or backfill replaces its own day.
-    assert "{{ ds }}" in args.output and args.overwrite
+class _Recorded:
+    """Stands in for an Airflow class in test_airflow_dag: keeps the arguments it was given."""
+
+    made: list[_Recorded] = []
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        _Recorded.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _run_dag_file(monkeypatch, env: dict[str, str]) -> tuple[dict, dict, dict]:
+    """Runs deploy/airflow_dag.py as Airflow's parser would, but with stand-ins for the Airflow and
+    pendulum names it imports (Airflow is not installed here: benchmarks/airflow_integration.py runs
+    the file under real Airflow). Returns the DAG's arguments, its params' defaults and schemas, and
+    the operator's arguments."""
+    for key in [key for key in os.environ if key.startswith("SPARK_SENSITIVITY_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    classes = {name: type(name, (_Recorded,), {}) for name in ("DAG", "Param", "SparkSubmitOperator")}
+    modules = {
+        "airflow": {},
+        "airflow.sdk": {"DAG": classes["DAG"], "Param": classes["Param"]},
+        "airflow.providers": {},
+        "airflow.providers.apache": {},
+        "airflow.providers.apache.spark": {},
+        "airflow.providers.apache.spark.operators": {},
+        "airflow.providers.apache.spark.operators.spark_submit": {
+            "SparkSubmitOperator": classes["SparkSubmitOperator"]
+        },
+        "pendulum": {
+            "datetime": lambda *a, tz: datetime.datetime(*a, tzinfo=datetime.timezone.utc),
+            "duration": lambda **kw: datetime.timedelta(**kw),
+        },
+    }
+    for name, names in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(names)
+        monkeypatch.setitem(sys.modules, name, module)
+    _Recorded.made = []
+    runpy.run_path(str(DEPLOY / "airflow_dag.py"))
+    (dag,) = [made.kwargs for made in _Recorded.made if isinstance(made, classes["DAG"])]
+    (task,) = [made.kwargs for made in _Recorded.made if isinstance(made, classes["SparkSubmitOperator"])]
+    params = {name: (param.args[0], param.kwargs) for name, param in dag["params"].items()}
+    return dag, params, task
+
+
+def _render(template, params: dict, ds: str):
+    """Airflow's rendering of a templated field: Jinja, undefined names are errors."""
+    env = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined)
+    context = {"params": params, "ds": ds, "ds_nodash": ds.replace("-", "")}
+    if isinstance(template, list):
+        return [_render(item, params, ds) for item in template]
+    if isinstance(template, dict):
+        return {key: _render(value, params, ds) for key, value in template.items()}
+    return env.from_string(template).render(context)
+
+
+def _valid(value, schema: dict) -> bool:
+    """The parts of JSON Schema the DAG's params use (Airflow validates them with jsonschema)."""
+    kinds = {"string": str, "integer": int}
+    if "type" in schema and not (isinstance(value, kinds[schema["type"]]) and not isinstance(value, bool)):
+        return False
+    return value >= schema.get("minimum", value) and value in schema.get("enum", [value])
+
+
+def test_airflow_dag(monkeypatch):
+    dag, params, task = _run_dag_file(monkeypatch, {})
+    assert dag["dag_id"] == "spark_sensitivity_select" and task["conn_id"] == "spark_default"
+    defaults = {name: default for name, (default, _) in params.items()}
+    for name, (default, schema) in params.items():
+        assert _valid(default, schema), f"param {name}: default {default!r} does not fit {schema}"
+    templated = {key: task[key] for key in ("application", "py_files", "name", "conf", "application_args")}
+    unused = [name for name in params if f"params.{name} " not in json.dumps(templated)]
+    assert not unused, f"params the task never uses: {unused}"
+
+    day = _render(templated, defaults, "2026-11-02")
+    assert day["application"] == JOB_IN_IMAGE
+    assert day["py_files"].endswith("/spark_sensitivity.zip")
+    args = check_job_args(day["application_args"], "airflow_dag.py")
+    # One input and one output per logical date: a rerun or backfill replaces its own day.
+    assert args.input.endswith("date=2026-11-02") and args.output.endswith("date=2026-11-02")
+    assert args.overwrite and (args.k, args.sample_size, args.seed) == (1000, 100000, 7)
+    next_day = check_job_args(_render(task["application_args"], defaults, "2026-11-03"), "airflow_dag.py")
+    assert next_day.output != args.output
+
+    # A run's conf (airflow dags test -c, a manual trigger) overrides params, as Airflow merges them.
+    run = check_job_args(_render(task["application_args"], {**defaults, "k": 8}, "2026-11-02"), "dag")
+    assert run.k == 8
+
+    # An installation sets the defaults and the connection with environment variables, not edits.
+    env = {
+        "SPARK_SENSITIVITY_INPUT": "/lake/in/{ds}/emb",
+        "SPARK_SENSITIVITY_OUTPUT": "/lake/out/{ds}",
+        "SPARK_SENSITIVITY_K": "50",
+        "SPARK_SENSITIVITY_JOB_FILE": "/srv/jobs/select_subset.py",
+        "SPARK_SENSITIVITY_CONN_ID": "spark_prod",
+        "SPARK_SENSITIVITY_RETRIES": "0",
+    }
+    _, params, task = _run_dag_file(monkeypatch, env)
+    defaults = {name: default for name, (default, _) in params.items()}
+    assert all(_valid(default, schema) for default, schema in params.values())
+    assert task["conn_id"] == "spark_prod" and task["retries"] == 0
+    assert _render(task["application"], defaults, "2026-11-02") == "/srv/jobs/select_subset.py"
+    args = check_job_args(_render(task["application_args"], defaults, "2026-11-02"), "airflow_dag.py")
+    assert (args.input, args.output, args.k) == ("/lake/in/2026-11-02/emb", "/lake/out/2026-11-02", 50)
 
 
 def _yarn_command(extra: list[str], **env: str) -> list[str]:
