@@ -199,7 +199,6 @@ def _error(capsys):
     [
         (["--dedup-eps", "0"], "error: --dedup-eps must be in (0, 1), got 0.0"),
         (["--dedup-eps", "1.5"], "error: --dedup-eps must be in (0, 1), got 1.5"),
-        (["--dedup-eps", "0.1", "--k", "0"], "error: k must be at least 1, got 0"),
         (["--dedup-eps", "0.1", "--dedup-block-rows", "0"], "error: --dedup-block-rows must be at least 1"),
         (["--dedup-eps", "0.1", "--vector-col", "vec"], "error: input has no column 'vec'"),
     ],
@@ -209,6 +208,13 @@ def test_bad_dedup_settings(spark, tmp_path, capsys, planted_input, extra, messa
     code = main(["dedup", "--input", str(planted_input[0]), "--output", str(out), "--quiet", *extra])
     assert code == 2 and _error(capsys).startswith(message)
     assert not out.exists()
+
+
+def test_a_non_positive_k_is_refused_when_the_flags_are_parsed(tmp_path, capsys, planted_input):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dedup", "--input", str(planted_input[0]), "--output", str(tmp_path / "out"), "--dedup-eps", "0.1",
+              "--k", "0"])  # fmt: skip
+    assert exit_info.value.code == 2 and "argument --k: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_select_rejects_bad_eps_before_any_work(spark, tmp_path, capsys, planted_input):
