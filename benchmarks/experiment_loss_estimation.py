@@ -272,6 +272,12 @@ def plot(report: dict, rows: list[dict], target: Path) -> None:
     fig.savefig(target, dpi=110)
 
 
+def bias_mark(row: dict) -> str:
+    """'*' where the mean relative error is more than two standard errors from zero."""
+    se = row["mean_relative_error_se"]
+    return "*" if se > 0 and abs(row["mean_relative_error"]) > 2 * se else ""
+
+
 def section(report: dict, rows: list[dict]) -> str:
     header = ["embedding", "method", "m", "loss evaluations", "RMSE", "uniform RMSE (same seeds)",
               "ratio ± s.e.", "95 % interval", "ratio to exact uniform", "mean rel. error ± s.e."]  # fmt: skip
@@ -279,7 +285,7 @@ def section(report: dict, rows: list[dict]) -> str:
         [r["embedding"], r["method"], r["m"], r["loss_evaluations"], f"{r['rmse']:.4f}", f"{r['uniform_rmse']:.4f}",
          "1" if r["method"] == "uniform" else f"{r['ratio']:.2f} ± {r['ratio_se']:.2f}{r['flag']}",
          "" if r["method"] == "uniform" else f"{r['ratio_low']:.2f}-{r['ratio_high']:.2f}",
-         f"{r['exact_ratio']:.2f}", f"{r['mean_relative_error']:+.4f} ± {r['mean_relative_error_se']:.4f}"]
+         f"{r['exact_ratio']:.2f}", f"{r['mean_relative_error']:+.4f} ± {r['mean_relative_error_se']:.4f}{bias_mark(r)}"]
         for r in rows
     ]  # fmt: skip
     notes = "\n".join(
@@ -303,7 +309,7 @@ def section(report: dict, rows: list[dict]) -> str:
         "over fits (whole fits resampled with their draws), marked `~` where it is within two standard "
         "errors of 1 (inside the noise); the ratio to the exact uniform RMSE (formula below) has no "
         "noise in the denominator. Mean relative error ± its standard error over fits (spread of the "
-        f"per-fit means / sqrt({fits})). Run time {report['seconds'] / 60:.0f} min.\n\n"
+        f"per-fit means / sqrt({fits})), marked `*` where it is more than two standard errors from zero. Run time {report['seconds'] / 60:.0f} min.\n\n"
         f"![loss estimation](figures/experiment_loss_estimation.png)\n\n{markdown_table(header, body)}\n\n"
         f"Uniform's RMSE from the exact formula sqrt((1 - m/n) var / m) / mean (no seed noise): {exact}.\n\n"
         f"How far clustering can go on this loss (k={config['k']} unless said; at m=1000; mean over the "
