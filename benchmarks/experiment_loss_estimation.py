@@ -2,16 +2,20 @@
 
 The classifier is a logistic regression on 50 PCA components of the pixels, trained on a uniform
 warm-up of 1,000 training images; the loss is its per-example cross-entropy on all 60,000 training
-images. For each sample size and each of many seeds every scheme selects rows through the project's
-Spark code (``spark_sensitivity.evaluate``) and estimates the mean loss; we report the RMSE of the
-relative error next to uniform sampling given the same number of loss evaluations (the loss-aware
-scheme also evaluates the loss on its k representatives).
+images. Every k-means fit has its own seed (fit sample and init, the default engine: the driver at
+this size), and each fit is followed by its own draw seeds (fit f draws with seeds D*f, ...,
+D*f + D - 1). For each sample size every scheme of ``spark_sensitivity.evaluate`` selects rows through
+the project's Spark code and estimates the mean loss; we report the RMSE of the relative error next
+to uniform sampling on the same draw seeds given the same number of loss evaluations (the loss-aware
+scheme also evaluates the loss on its k representatives), with a bootstrap over fits, and the mean
+relative error with its standard error over fits. The per-fit errors are saved after every fit
+(``--max-minutes``, ``--resume``, ``--from-runs``).
 
 Embeddings: the PCA pixels (model-free), and the classifier's centred log-probabilities (uses the
 model's outputs on every row: inference on all n rows, no labels).
 
-    python benchmarks/experiment_loss_estimation.py --quick   # about 5 minutes on 2 cores
-    python benchmarks/experiment_loss_estimation.py           # full: 100 seeds, updates docs/RESULTS.md
+    python benchmarks/experiment_loss_estimation.py --quick   # 2 fits x 10 draws, 2 sizes; leaves docs/ alone
+    python benchmarks/experiment_loss_estimation.py           # full: 10 fits x 20 draws, updates docs/RESULTS.md
 """
 
 from __future__ import annotations
@@ -63,7 +67,80 @@ def cluster_analysis(model, losses: np.ndarray, m: int) -> dict[str, float]:
     return {"r2": float(r2), "neyman_vs_uniform": float(neyman / (losses.std() / np.sqrt(m)))}
 
 
-def run(quick: bool, workdir: Path, seeds: int) -> dict:
+FIT_SETTINGS = {"pointsPerCenter": 100}  # the default engine ('auto': the driver at this size)
+
+
+def draw_seeds(fit: int, draws: int) -> list[int]:
+    """The draw seeds of fit ``fit``: fit * draws, ..., fit * draws + draws - 1 (fit seed = fit)."""
+    return list(range(fit * draws, (fit + 1) * draws))
+
+
+def schemes_for(embedding: str, k: int) -> list[tuple[str, evaluate.SchemeSettings, str]]:
+    runs = [("model-free", evaluate.SchemeSettings(k=k), "model-free")]
+    runs += [("loss-aware", evaluate.SchemeSettings(k=k), "loss-aware")]
+    runs += [("loss-aware", evaluate.SchemeSettings(k=k, uniform_share=0.0), "loss-aware, plain (no floor)")]
+    if embedding == "pixels":
+        runs += [("stratified", evaluate.SchemeSettings(k=k), "stratified by cluster")]
+    return runs
+
+
+def one_fit(spark_tables: dict, losses: np.ndarray, fit: int, config: dict) -> dict:
+    """Every scheme for one k-means fit (seed ``fit``) per embedding, with its draw seeds; uniform on
+    the same draw seeds at every budget a scheme spends. Returns relative errors per (embedding,
+    method, m) and the clusters' analysis."""
+    seeds, k, sizes = draw_seeds(fit, config["draws"]), config["k"], config["sizes"]
+    out: dict = {"fit": fit, "seeds": seeds, "rows": [], "analysis": {}, "uniform": {}, "engine": {}}
+    first = next(iter(spark_tables.values()))
+    budgets = sorted(set(sizes) | {m + k for m in sizes})
+    uniform = evaluate.evaluate(first, "uniform", budgets, seeds)
+    cache = {u.sample_size: u.rmse for u in uniform}  # no uniform re-runs inside the schemes
+    out["uniform"] = {str(u.sample_size): u.relative_errors.tolist() for u in uniform}
+    for embedding, table in spark_tables.items():
+        model = SensitivitySampler(idCol="id", featuresCol=embedding, k=k, seed=fit, **FIT_SETTINGS).fit(
+            table.frame
+        )
+        out["engine"][embedding] = model.fitInfo["kmeans_engine"]
+        out["analysis"][f"{embedding}, k={k}"] = cluster_analysis(model, losses, 1000)
+        for scheme, settings, label in schemes_for(embedding, k):
+            for result in evaluate.evaluate(table, scheme, sizes, seeds, settings, model, cache):
+                if "plain" in label and result.estimator == "difference":
+                    continue
+                name = label if result.estimator == "weighted" else f"{label} + difference estimator"
+                out["rows"].append({"embedding": embedding, "method": name, "m": result.sample_size,
+                                    "loss_evaluations": result.loss_evaluations,
+                                    "errors": result.relative_errors.tolist()})  # fmt: skip
+        model.summary.release()
+        fine_k = config["fine_k"]
+        large = [m for m in sizes if m >= fine_k]
+        if embedding == "pixels" and fine_k and large:  # the choice of k: finer strata (needs m >= k)
+            fine = SensitivitySampler(
+                idCol="id", featuresCol=embedding, k=fine_k, seed=fit, **FIT_SETTINGS
+            ).fit(table.frame)
+            out["analysis"][f"pixels, k={fine_k}"] = cluster_analysis(fine, losses, 1000)
+            settings = evaluate.SchemeSettings(k=fine_k)
+            for result in evaluate.evaluate(table, "stratified", large, seeds, settings, fine, cache):
+                out["rows"].append({"embedding": embedding, "method": f"stratified by cluster, k={fine_k}",
+                                    "m": result.sample_size, "loss_evaluations": result.loss_evaluations,
+                                    "errors": result.relative_errors.tolist()})  # fmt: skip
+            fine.summary.release()
+    for m in sizes:  # uniform itself, as a row of every embedding's table
+        for embedding in spark_tables:
+            out["rows"].append({"embedding": embedding, "method": "uniform", "m": m, "loss_evaluations": m,
+                                "errors": out["uniform"][str(m)]})  # fmt: skip
+    return out
+
+
+def run(workdir: Path, config: dict, max_minutes: float | None, resume: bool) -> dict:
+    """Fits 0, 1, ..., config['fits'] - 1, each with its own draw seeds; the results are saved after
+    every fit in WORKDIR/loss-estimation-runs.json (``resume`` continues after the fits saved there)."""
+    started = time.perf_counter()
+    runs_file = workdir / "loss-estimation-runs.json"
+    fits, earlier = [], 0.0
+    if resume and runs_file.exists():
+        saved = json.loads(runs_file.read_text())
+        if saved["config"] != {**config, "fits": saved["config"]["fits"]}:
+            raise SystemExit(f"--resume: {runs_file} was made with other settings: {saved['config']}")
+        fits, earlier = saved["fits"], saved["seconds"]
     spark = spark_session()
     data = fashion_pca()
     losses, logits = classifier_losses(data)
@@ -73,65 +150,82 @@ def run(quick: bool, workdir: Path, seeds: int) -> dict:
         {"id": np.arange(n), "pixels": data["x"], "outputs": logits, "loss": losses},
     )
     frame = spark.read.parquet(path)
-    sizes = [200, 1000] if quick else [100, 200, 500, 1000, 2000]
-    seed_list = list(range(seeds))
-    k = 100
-    rows, analysis = [], {}
-    for embedding in ("pixels", "outputs"):
-        table = evaluate.LossTable(frame, "id", embedding, "loss")
-        cache: dict[int, float] = {}
-        started = time.perf_counter()
-        model = SensitivitySampler(idCol="id", featuresCol=embedding, k=k, seed=0, pointsPerCenter=100).fit(
-            table.frame
-        )
-        analysis[f"{embedding}, k={k}"] = cluster_analysis(model, losses, 1000)
-        runs = [("model-free", evaluate.SchemeSettings(k=k), "model-free")]
-        runs += [("loss-aware", evaluate.SchemeSettings(k=k), "loss-aware")]
-        runs += [
-            ("loss-aware", evaluate.SchemeSettings(k=k, uniform_share=0.0), "loss-aware, plain (no floor)")
-        ]
-        if embedding == "pixels":
-            runs += [("stratified", evaluate.SchemeSettings(k=k), "stratified by cluster")]
-            runs += [("uniform", evaluate.SchemeSettings(k=k), "uniform")]
-        for scheme, settings, label in runs:
-            for result in evaluate.evaluate(table, scheme, sizes, seed_list, settings, model, cache):
-                summary = result.summary()
-                name = label if result.estimator == "weighted" else f"{label} + difference estimator"
-                if "plain" in label and result.estimator == "difference":
-                    continue
-                rows.append({"method": name, "embedding": embedding, **summary})
-                print(f"{embedding:8s} {name:48s} m={result.sample_size:5d} evals={result.loss_evaluations:5d} "
-                      f"rmse={result.rmse:.4f} uniform={result.uniform_rmse:.4f} ratio={summary['rmse_vs_uniform']:.2f}",
-                      flush=True)  # fmt: skip
-        model.summary.release()
-        if embedding == "pixels":  # the choice of k: finer strata (needs m >= k)
-            fine = SensitivitySampler(
-                idCol="id", featuresCol=embedding, k=500, seed=0, pointsPerCenter=100
-            ).fit(table.frame)
-            analysis["pixels, k=500"] = cluster_analysis(fine, losses, 1000)
-            settings = evaluate.SchemeSettings(k=500)
-            large = [m for m in sizes if m >= 500]
-            for result in evaluate.evaluate(table, "stratified", large, seed_list, settings, fine, cache):
-                rows.append(
-                    {"method": "stratified by cluster, k=500", "embedding": embedding, **result.summary()}
-                )
-                print(f"pixels stratified k=500 m={result.sample_size} rmse={result.rmse:.4f}", flush=True)
-            fine.summary.release()
+    tables = {e: evaluate.LossTable(frame, "id", e, "loss") for e in config["embeddings"]}
+    for fit in range(len(fits), config["fits"]):
+        if max_minutes is not None and time.perf_counter() - started > 60 * max_minutes:
+            print(f"stopping after {fit} fits (--max-minutes {max_minutes})", flush=True)
+            break
+        tick = time.perf_counter()
+        fits.append(one_fit(tables, losses, fit, config))
+        print(f"fit {fit} (draw seeds {fits[-1]['seeds'][0]}-{fits[-1]['seeds'][-1]}): "
+              f"{time.perf_counter() - tick:.0f} s", flush=True)  # fmt: skip
+        saved = {"config": config, "fits": fits, "seconds": earlier + time.perf_counter() - started}
+        runs_file.parent.mkdir(parents=True, exist_ok=True)
+        runs_file.write_text(json.dumps(saved))
+    for table in tables.values():
         table.frame.unpersist()
-        print(f"{embedding}: {time.perf_counter() - started:.0f} s", flush=True)
     spark.stop()
     return {
         "n": n,
         "true_mean": float(losses.mean()),
         "loss_cv": float(losses.std() / losses.mean()),
-        "k": k,
-        "seeds": seeds,
-        "rows": rows,
-        "analysis": analysis,
+        "config": config,
+        "fits": fits,
+        "seconds": earlier + time.perf_counter() - started,
         "uniform_exact": {
-            m: uniform_rmse_formula(losses, m) for m in sorted({r["loss_evaluations"] for r in rows})
-        },
+            m: uniform_rmse_formula(losses, m)
+            for m in sorted({r["loss_evaluations"] for r in fits[0]["rows"]})
+        }
+        if fits
+        else {},  # fmt: skip
     }
+
+
+def summarize_fits(report: dict, resamples: int = 2000) -> list[dict]:
+    """Per (embedding, method, m), over all fits and draws: the RMSE of the relative error, the ratio
+    to uniform's RMSE on the same draw seeds at the same loss evaluations, with its bootstrap standard
+    error and 95 % interval over fits (whole fits resampled, their draws with them), and the mean
+    relative error with its standard error over fits (the spread of the per-fit means / sqrt(fits)).
+    ``flag`` is "~" when the ratio is within two standard errors of 1 (inside the noise)."""
+    fits = report["fits"]
+    rng = np.random.default_rng(12345)
+    picks = rng.integers(0, len(fits), size=(resamples, len(fits)))
+    keys = list(dict.fromkeys((r["embedding"], r["method"], r["m"]) for r in fits[0]["rows"]))
+    out = []
+    for embedding, method, m in keys:
+        per_fit = [next(r for r in f["rows"] if (r["embedding"], r["method"], r["m"]) == (embedding, method, m))
+                   for f in fits]  # fmt: skip
+        evals = per_fit[0]["loss_evaluations"]
+        errors = np.array([r["errors"] for r in per_fit])  # fits x draws
+        base = np.array([f["uniform"][str(evals)] for f in fits])
+        mine, theirs = (errors**2).mean(axis=1), (base**2).mean(axis=1)  # per-fit mean squares
+        ratio = float(np.sqrt(mine.mean() / theirs.mean()))
+        boot = np.sqrt(mine[picks].mean(axis=1) / theirs[picks].mean(axis=1))
+        se = float(boot.std(ddof=1)) if len(fits) > 1 else float("nan")
+        fit_means = errors.mean(axis=1)
+        bias_se = float(fit_means.std(ddof=1) / np.sqrt(len(fits))) if len(fits) > 1 else float("nan")
+        out.append({
+            "embedding": embedding, "method": method, "m": m, "loss_evaluations": evals,
+            "fits": len(fits), "draws": int(errors.size), "rmse": float(np.sqrt(mine.mean())),
+            "uniform_rmse": float(np.sqrt(theirs.mean())), "ratio": ratio, "ratio_se": se,
+            "ratio_low": float(np.percentile(boot, 2.5)), "ratio_high": float(np.percentile(boot, 97.5)),
+            "exact_ratio": float(np.sqrt(mine.mean())) / report["uniform_exact"][evals]
+            if evals in report["uniform_exact"] else None,
+            "mean_relative_error": float(errors.mean()), "mean_relative_error_se": bias_se,
+            "flag": "~" if not se > 0 or abs(ratio - 1) < 2 * se else "",
+        })  # fmt: skip
+    return out
+
+
+def mean_analysis(report: dict) -> dict[str, dict[str, float]]:
+    """The clusters' analysis averaged over fits, with its spread (min, max)."""
+    names = report["fits"][0]["analysis"]
+    out = {}
+    for name in names:
+        values = [f["analysis"][name] for f in report["fits"] if name in f["analysis"]]
+        out[name] = {key: (float(np.mean([v[key] for v in values])), min(v[key] for v in values),
+                           max(v[key] for v in values)) for key in values[0]}  # fmt: skip
+    return out
 
 
 def uniform_rmse_formula(losses: np.ndarray, m: int) -> float:
@@ -140,90 +234,166 @@ def uniform_rmse_formula(losses: np.ndarray, m: int) -> float:
     return float(np.sqrt((1 - m / n) * losses.var(ddof=1) / m) / losses.mean())
 
 
-def plot(report: dict, target: Path) -> None:
+def plot(report: dict, rows: list[dict], target: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, embedding in zip(axes, ("pixels", "outputs"), strict=True):
-        rows = [r for r in report["rows"] if r["embedding"] == embedding]
-        for method in dict.fromkeys(r["method"] for r in rows):
-            mine = [r for r in rows if r["method"] == method]
-            ax.plot(
-                [r["loss_evaluations"] for r in mine], [r["rmse"] for r in mine], marker="o", label=method
+    embeddings = report["config"]["embeddings"]
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(6 * len(embeddings), 4.5), sharey=True)
+    for ax, embedding in zip(np.atleast_1d(axes), embeddings, strict=True):
+        mine = [r for r in rows if r["embedding"] == embedding and r["method"] != "uniform"]
+        for method in dict.fromkeys(r["method"] for r in mine):
+            points = [r for r in mine if r["method"] == method]
+            ax.errorbar(
+                [r["loss_evaluations"] for r in points],
+                [r["ratio"] for r in points],
+                yerr=[
+                    [r["ratio"] - r["ratio_low"] for r in points],
+                    [r["ratio_high"] - r["ratio"] for r in points],
+                ],
+                marker="o",
+                capsize=3,
+                label=method,
             )
-        uniform = sorted({(r["loss_evaluations"], r["uniform_rmse"]) for r in rows})
-        ax.plot(*zip(*uniform, strict=True), "k--", label="uniform (same loss evaluations)")
+        ax.axhline(1.0, color="k", linestyle="--", label="uniform (same loss evaluations)")
+        ax.axhline(0.7, color="grey", linestyle=":", label="target 0.7x")
         ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="loss evaluations (m, + k for loss-aware)",
-            title=f"embedding: {embedding}",
+            xscale="log", xlabel="loss evaluations (m, + k for loss-aware)", title=f"embedding: {embedding}"
         )
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0].set_ylabel("RMSE of the relative error of the mean loss")
-    fig.suptitle(f"Fashion-MNIST, mean cross-entropy estimation, {report['seeds']} seeds, k={report['k']}")
+    np.atleast_1d(axes)[0].set_ylabel("RMSE / uniform's RMSE (95 % bootstrap over fits)")
+    config = report["config"]
+    fig.suptitle(f"Fashion-MNIST, mean cross-entropy estimation: {len(report['fits'])} k-means fits x "
+                 f"{config['draws']} draws, k={config['k']}")  # fmt: skip
     fig.tight_layout()
     fig.savefig(target, dpi=110)
 
 
-def section(report: dict) -> str:
-    header = [
-        "embedding",
-        "method",
-        "m",
-        "loss evaluations",
-        "RMSE",
-        "uniform RMSE",
-        "ratio",
-        "mean rel. error",
-    ]
+def bias_mark(row: dict) -> str:
+    """'*' where the mean relative error is more than two standard errors from zero."""
+    se = row["mean_relative_error_se"]
+    return "*" if se > 0 and abs(row["mean_relative_error"]) > 2 * se else ""
+
+
+def section(report: dict, rows: list[dict]) -> str:
+    header = ["embedding", "method", "m", "loss evaluations", "RMSE", "uniform RMSE (same seeds)",
+              "ratio ± s.e.", "95 % interval", "ratio to exact uniform", "mean rel. error ± s.e."]  # fmt: skip
     body = [
-        [r["embedding"], r["method"], r["sample_size"], r["loss_evaluations"], f"{r['rmse']:.4f}",
-         f"{r['uniform_rmse']:.4f}", f"{r['rmse_vs_uniform']:.2f}", f"{r['mean_relative_error']:+.4f}"]
-        for r in report["rows"]
+        [r["embedding"], r["method"], r["m"], r["loss_evaluations"], f"{r['rmse']:.4f}", f"{r['uniform_rmse']:.4f}",
+         "1" if r["method"] == "uniform" else f"{r['ratio']:.2f} ± {r['ratio_se']:.2f}{r['flag']}",
+         "" if r["method"] == "uniform" else f"{r['ratio_low']:.2f}-{r['ratio_high']:.2f}",
+         f"{r['exact_ratio']:.2f}", f"{r['mean_relative_error']:+.4f} ± {r['mean_relative_error_se']:.4f}{bias_mark(r)}"]
+        for r in rows
     ]  # fmt: skip
     notes = "\n".join(
-        f"- clusters on {e}: R^2 of the loss explained by the cluster = {a['r2']:.3f}; "
-        f"best possible cluster allocation (Neyman, true spreads) = {a['neyman_vs_uniform']:.2f}x uniform's RMSE"
-        for e, a in report["analysis"].items()
+        f"- clusters on {e}: R^2 of the loss explained by the cluster = {a['r2'][0]:.3f} "
+        f"({a['r2'][1]:.3f}-{a['r2'][2]:.3f} over fits); best possible cluster allocation (Neyman, true "
+        f"spreads) = {a['neyman_vs_uniform'][0]:.2f}x uniform's RMSE ({a['neyman_vs_uniform'][1]:.2f}-"
+        f"{a['neyman_vs_uniform'][2]:.2f})"
+        for e, a in mean_analysis(report).items()
     )
     exact = ", ".join(f"m={m}: {v:.4f}" for m, v in report["uniform_exact"].items())
+    config = report["config"]
+    engines = sorted({e for f in report["fits"] for e in f["engine"].values()})
+    fits = len(report["fits"])
     return (
         f"n = {report['n']}, true mean loss = {report['true_mean']:.4f}, coefficient of variation of the "
-        f"loss = {report['loss_cv']:.2f}, {report['seeds']} seeds per point.\n\n"
+        f"loss = {report['loss_cv']:.2f}. {fits} k-means fits (fit seeds 0-{fits - 1}, k-means engine: "
+        f"{', '.join(engines)}), each with its own {config['draws']} draw seeds (fit f draws with seeds "
+        f"{config['draws']}f, ..., {config['draws']}f + {config['draws'] - 1}): {fits * config['draws']} "
+        "estimates per point; uniform draws with the same seeds. Ratio = the scheme's RMSE over uniform's "
+        "on the same draw seeds at the same number of loss evaluations, ± its bootstrap standard error "
+        "over fits (whole fits resampled with their draws), marked `~` where it is within two standard "
+        "errors of 1 (inside the noise); the ratio to the exact uniform RMSE (formula below) has no "
+        "noise in the denominator. Mean relative error ± its standard error over fits (spread of the "
+        f"per-fit means / sqrt({fits})), marked `*` where it is more than two standard errors from zero. Run time {report['seconds'] / 60:.0f} min.\n\n"
         f"![loss estimation](figures/experiment_loss_estimation.png)\n\n{markdown_table(header, body)}\n\n"
         f"Uniform's RMSE from the exact formula sqrt((1 - m/n) var / m) / mean (no seed noise): {exact}.\n\n"
-        f"How far clustering can go on this loss (k=100 unless said; at m=1000):\n\n{notes}"
+        f"How far clustering can go on this loss (k={config['k']} unless said; at m=1000; mean over the "
+        f"fits):\n\n{notes}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 sample sizes, 20 seeds; leaves docs/ alone")
-    parser.add_argument("--seeds", type=int, default=None, help="seeds per point (default: 100, quick 20)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 sample sizes, 2 fits x 10 draws; leaves docs/ alone"
+    )
+    parser.add_argument(
+        "--fits", type=int, default=None, help="k-means fits, seeds 0, 1, ... (default: 10, quick 2)"
+    )
+    parser.add_argument("--draws", type=int, default=None, help="draw seeds per fit (default: 20, quick 10)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sample sizes m (default: 100 200 500 1000 2000, quick 200 1000)",
+    )
+    parser.add_argument(
+        "--embeddings", nargs="+", default=["pixels", "outputs"], choices=("pixels", "outputs")
+    )
+    parser.add_argument(
+        "--fine-k", type=int, default=500, help="also stratify by k-means with this k (0: no)"
+    )
     parser.add_argument(
         "--workdir", default="runs/experiments", help="tables and raw results (default: runs/experiments)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="start no new fit after this long; report the fits done",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue after the fits saved in WORKDIR/loss-estimation-runs.json",
+    )
+    parser.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="run nothing: summarize the fits saved in WORKDIR/loss-estimation-runs.json",
+    )
+    args = parser.parse_args()  # fmt: skip
     workdir = Path(args.workdir)
-    seeds = args.seeds or (20 if args.quick else 100)
-    started = time.perf_counter()
-    report = run(args.quick, workdir, seeds)
-    report["seconds"] = round(time.perf_counter() - started)
-    (workdir / "loss_estimation.json").write_text(json.dumps(report, indent=1))
+    config = {
+        "fits": args.fits or (2 if args.quick else 10),
+        "draws": args.draws or (10 if args.quick else 20),
+        "sizes": args.sizes or ([200, 1000] if args.quick else [100, 200, 500, 1000, 2000]),
+        "embeddings": args.embeddings,
+        "k": 100,
+        "fine_k": args.fine_k,
+    }
+    if args.from_runs:
+        saved = json.loads((workdir / "loss-estimation-runs.json").read_text())
+        data = fashion_pca()
+        losses, _ = classifier_losses(data)
+        report = {"n": len(losses), "true_mean": float(losses.mean()), "loss_cv": float(losses.std() / losses.mean()),
+                  "config": saved["config"], "fits": saved["fits"], "seconds": saved["seconds"],
+                  "uniform_exact": {m: uniform_rmse_formula(losses, m) for m in sorted(
+                      {r["loss_evaluations"] for r in saved["fits"][0]["rows"]})}}  # fmt: skip
+    else:
+        report = run(workdir, config, args.max_minutes, args.resume)
+    rows = summarize_fits(report)
+    for r in rows:
+        print(f"{r['embedding']:8s} {r['method']:48s} m={r['m']:5d} evals={r['loss_evaluations']:5d} "
+              f"ratio={r['ratio']:.2f}±{r['ratio_se']:.2f}{r['flag']} exact={r['exact_ratio']:.2f} "
+              f"bias={r['mean_relative_error']:+.4f}±{r['mean_relative_error_se']:.4f}", flush=True)  # fmt: skip
+    summary = {k: v for k, v in report.items() if k != "fits"}
+    (workdir / "loss_estimation.json").write_text(json.dumps({**summary, "rows": rows}, indent=1))
     figure = (
         workdir / "experiment_loss_estimation.png"
         if args.quick
         else FIGURES / "experiment_loss_estimation.png"
     )
-    plot(report, figure)
+    plot(report, rows, figure)
     if not args.quick:
-        replace_section("experiment-a", section(report))
-    print(f"done in {report['seconds']} s; figure {figure}")
+        replace_section("experiment-a", section(report, rows))
+    print(f"done in {report['seconds']:.0f} s; figure {figure}")
 
 
 if __name__ == "__main__":
