@@ -314,7 +314,9 @@ def test_dockerfile():
     assert env["SPARK_HOME"] == f"/usr/local/lib/python{python}/site-packages/pyspark"
     args = dict(value.split("=", 1) for key, value in instructions if key == "ARG")
     assert args["SPARK_VERSION"] == pyspark.__version__
-    (spark_req,) = [Requirement(r) for r in metadata.requires(DISTRIBUTION) if r.startswith("pyspark")]
+    (spark_req,) = [
+        Requirement(r) for r in metadata.requires(DISTRIBUTION) if r.startswith("pyspark") and '"spark"' in r
+    ]
     assert spark_req.specifier.contains(args["SPARK_VERSION"])
 
     # Where COPY puts things, following WORKDIR; every source is in the repository and in the context.
