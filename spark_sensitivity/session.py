@@ -52,12 +52,14 @@ def spark_session(
     SparkContext._ensure_initialized()
     submitted = SparkConf()
     defaults = {
-        "spark.app.name": app_name,  # spark-submit's --name wins
         "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
         "spark.ui.showConsoleProgress": str(not quiet).lower(),
         "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
     }
     builder = SparkSession.builder
+    # spark-submit's --name wins; without one it names the application after the script: ours instead.
+    if submitted.get("spark.app.name", os.path.basename(sys.argv[0])) == os.path.basename(sys.argv[0]):
+        builder = builder.appName(app_name)
     if quiet_jvm:
         del defaults["spark.log.level"]  # the quiet configuration has set it, without a message
     for key, value in defaults.items():
