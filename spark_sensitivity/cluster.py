@@ -7,6 +7,7 @@ k-means fits it. The assignment pass is numpy over Arrow batches in every task.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -211,6 +212,11 @@ def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeans
         summary = model.summary
         centers = np.array(model.clusterCenters(), dtype=np.float64)
         fit = KMeansFit(centers, rows, summary.numIter, summary.trainingCost, "mllib")
+        # Over Spark Connect the model lives in the server's cache until its Python object is freed:
+        # free it here, between requests. Left to the garbage collector, its finalizer can fire in
+        # the middle of a later request and hang the client.
+        del summary, model
+        gc.collect()
     finally:
         ordered.unpersist()
     if len(centers) < settings.k:

@@ -47,6 +47,7 @@ def test_connect_and_classic_runs_give_the_same_subset(spark, tmp_path, engine):
         env=env,
         capture_output=True,
         text=True,
+        timeout=900,  # a hung client fails the test instead of the whole run
     )
     assert connect.returncode == 0, connect.stderr[-2000:]
 
