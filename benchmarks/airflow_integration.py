@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from cluster import StandaloneCluster, package_zip, python_without_package  # noqa: E402
 
-from spark_sensitivity.datasets import write_gaussian_mixture  # noqa: E402
+from spark_sensitivity.io.datasets import write_gaussian_mixture  # noqa: E402
 
 AIRFLOW_VERSION = "3.3.2"
 PROVIDER_VERSION = "6.3.4"

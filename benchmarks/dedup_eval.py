@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spark_sensitivity.datasets import load_fashion_mnist, pca_embed
-from spark_sensitivity.dedup_job import DedupConfig, run_dedup
-from spark_sensitivity.dedupkernel import ClusterDeduper, normalize_rows
+from spark_sensitivity.core.dedupkernel import ClusterDeduper, normalize_rows
+from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
+from spark_sensitivity.workflows.dedup import DedupConfig, run_dedup
 
 
 def plant(

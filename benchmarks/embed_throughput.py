@@ -102,7 +102,7 @@ def spark_stage(df, embedder: str, column: str, batch_size: int) -> tuple[float,
 
 
 def fashion_mnist_table(path: Path, rows: int) -> None:
-    from spark_sensitivity.datasets import load_fashion_mnist
+    from spark_sensitivity.io.datasets import load_fashion_mnist
 
     images, _ = load_fashion_mnist("train")
     images = images[:rows]
@@ -115,8 +115,8 @@ def fashion_mnist_table(path: Path, rows: int) -> None:
 def image_pca_quality(queries: int = 2000, seed: int = 0) -> dict[str, float]:
     """Is image-pca a reasonable embedding? 1-nearest-neighbour accuracy of Fashion-MNIST test images
     against the 60,000 training images, in pixel space and in image-pca spaces of a few sizes."""
-    from spark_sensitivity.datasets import load_fashion_mnist
     from spark_sensitivity.embedders import build_embedder
+    from spark_sensitivity.io.datasets import load_fashion_mnist
 
     train, train_labels = load_fashion_mnist("train")
     test, test_labels = load_fashion_mnist("t10k")

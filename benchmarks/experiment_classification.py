@@ -45,7 +45,8 @@ from experiment_common import (
 )
 from sklearn.linear_model import LogisticRegression
 
-from spark_sensitivity import SensitivitySampler, baselines, lossaware, strategies
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.core import baselines, lossaware, strategies
 
 WARMUP_SHARE = 5  # warm-up and loss-aware representatives each take B / 5 of the budget
 CLUSTERS = strategies.DEFAULT_K

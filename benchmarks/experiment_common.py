@@ -37,7 +37,7 @@ def spark_session():
 
 def fashion_pca(components: int = 50) -> dict[str, np.ndarray]:
     """Fashion-MNIST train and test, pixels projected on one PCA basis (fitted on 10,000 images)."""
-    from spark_sensitivity.datasets import load_fashion_mnist, pca_embed
+    from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
 
     train, y = load_fashion_mnist("train")
     test, y_test = load_fashion_mnist("t10k")

@@ -4,7 +4,7 @@ The classifier is a logistic regression on 50 PCA components of the pixels, trai
 warm-up of 1,000 training images; the loss is its per-example cross-entropy on all 60,000 training
 images. Every k-means fit has its own seed (fit sample and init, the default engine: the driver at
 this size), and each fit is followed by its own draw seeds (fit f draws with seeds D*f, ...,
-D*f + D - 1). For each sample size every scheme of ``spark_sensitivity.evaluate`` selects rows through
+D*f + D - 1). For each sample size every scheme of ``spark_sensitivity.workflows.evaluate`` selects rows through
 the project's Spark code and estimates the mean loss; we report the RMSE of the relative error next
 to uniform sampling on the same draw seeds given the same number of loss evaluations (the loss-aware
 scheme also evaluates the loss on its k representatives), with a bootstrap over fits, and the mean
@@ -37,7 +37,8 @@ from experiment_common import (
 )
 from sklearn.linear_model import LogisticRegression
 
-from spark_sensitivity import SensitivitySampler, evaluate
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.workflows import evaluate
 
 WARMUP = 1_000
 

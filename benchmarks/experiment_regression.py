@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 from experiment_common import FIGURES, markdown_table, replace_section, spark_session, write_table
 
-from spark_sensitivity import SensitivitySampler, baselines, evaluate
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.core import baselines
+from spark_sensitivity.workflows import evaluate
 
 LEVERAGE_A = "leverage scores of A (exact)"
 LEVERAGE_AB = "leverage scores of [A b] (exact)"

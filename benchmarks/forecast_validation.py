@@ -1,4 +1,4 @@
-"""Validates the forecast (spark_sensitivity.forecast) against the realised RMSE of each scheme.
+"""Validates the forecast (spark_sensitivity.core.forecast) against the realised RMSE of each scheme.
 
 For each data set, sampling rule and m: the forecast from a uniform pilot of user losses and, for
 the loss-aware rule, from the k representatives' losses alone; the realised RMSE of the relative
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spark_sensitivity import forecast, localkmeans
-from spark_sensitivity.baselines import allocate
-from spark_sensitivity.lossaware import LossAwareSensitivity
-from spark_sensitivity.score import ClusterStats
+from spark_sensitivity.core import forecast, localkmeans
+from spark_sensitivity.core.baselines import allocate
+from spark_sensitivity.core.lossaware import LossAwareSensitivity
+from spark_sensitivity.core.score import ClusterStats
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "FORECAST.md"

@@ -17,7 +17,7 @@ An experiment loads the cache with :func:`load_features`::
 
 ``analyse`` measures, on the training set, the share of the per-example loss variance explained by
 k-means clusters (R^2 of the loss on its cluster means; k = 100, the project's driver engine
-``spark_sensitivity.localkmeans``, a few seeds), for clusters on PCA-50 of the pixels, PCA-50 of
+``spark_sensitivity.core.localkmeans``, a few seeds), for clusters on PCA-50 of the pixels, PCA-50 of
 the CNN features and the full CNN features. The loss is the cross-entropy of a logistic regression
 trained on 1,000 uniformly chosen images (as in experiment_loss_estimation.py), once on PCA-50
 pixels (the loss of experiment (a)) and once on the CNN features. It also reports the test accuracy
@@ -41,8 +41,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from experiment_common import REPO, spark_session, standardizer
 
-from spark_sensitivity import localkmeans
-from spark_sensitivity.datasets import load_fashion_mnist, pca_embed
+from spark_sensitivity.core import localkmeans
+from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
 
 CACHE = REPO / "runs" / "features"
 SPLITS = ("train", "t10k")
@@ -105,7 +105,7 @@ def _embed_direct(images: np.ndarray, split: str, size: int, batch: int) -> np.n
 
 
 def _embed_spark(images: np.ndarray, size: int, batch: int, work: Path) -> np.ndarray:
-    from spark_sensitivity.embedders.job import main as embed_main
+    from spark_sensitivity.cli.embed import main as embed_main
 
     source, out = work / "images", work / "embedded"
     shutil.rmtree(work, ignore_errors=True)

@@ -121,7 +121,7 @@ def load() -> float:
 
 def dataset(args: argparse.Namespace, rows: int) -> str:
     """The mixture table of ``rows`` rows, generated on first use."""
-    from spark_sensitivity.datasets import write_gaussian_mixture
+    from spark_sensitivity.io.datasets import write_gaussian_mixture
 
     components = args.components or args.k
     path = Path(args.data_dir) / f"mixture-n{rows}-d{args.dim}-c{components}-s{args.seed}"

@@ -55,7 +55,7 @@ def project(
     spark: Any, data: str, out: str, k: int, m: int, seed: int, max_iter: int, engine: str
 ) -> dict[str, Any]:
     """The select job, its k-means fitted by ``engine`` (--fit-engine)."""
-    from spark_sensitivity.pipeline import SelectConfig, run_select
+    from spark_sensitivity.workflows.select import SelectConfig, run_select
 
     config = SelectConfig(
         input=data,
@@ -154,7 +154,7 @@ def read_matrix(data: str) -> tuple[np.ndarray, np.ndarray]:
 
 def exact_cost(x: np.ndarray, centers: np.ndarray, block: int = 65_536) -> float:
     """sum_i min_j ||x_i - c_j||^2: arg-min in float32, the chosen distance in float64 (as the project)."""
-    from spark_sensitivity.cluster import nearest_centers
+    from spark_sensitivity.core.cluster import nearest_centers
 
     return float(sum(nearest_centers(x[i : i + block], centers, 2)[1].sum() for i in range(0, len(x), block)))
 

@@ -6,7 +6,7 @@
 
 import sys
 
-from spark_sensitivity.embedders.job import main
+from spark_sensitivity.cli.embed import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -5,7 +5,8 @@ import pytest
 from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
-from spark_sensitivity import SensitivitySampler, baselines
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.core import baselines
 
 N = 1200
 

@@ -5,8 +5,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from spark_sensitivity.cli import main, parse_args
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.cli.app import main, parse_args
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from cluster import StandaloneCluster, free_port, get_json, package_zip, python_without_package, wait_for
 
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 ROWS = 100_000
 SAMPLE_SIZE = 2000

@@ -10,10 +10,10 @@ import pytest
 from conftest import embeddings_frame
 from pyspark.sql import functions as F
 
-from spark_sensitivity import rowrandom
 from spark_sensitivity.cli import main
-from spark_sensitivity.dedup import DedupSettings, assign_neighbors, find_duplicates
-from spark_sensitivity.dedupkernel import ClusterDeduper, brute_force, normalize_rows
+from spark_sensitivity.core import rowrandom
+from spark_sensitivity.core.dedup import DedupSettings, assign_neighbors, find_duplicates
+from spark_sensitivity.core.dedupkernel import ClusterDeduper, brute_force, normalize_rows
 
 
 def _planted(seed=0, n=400, dim=16, groups=8, pairs=30, triples=10, noise=1e-4):

@@ -6,7 +6,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 from pyspark.sql import functions as F
 
-from spark_sensitivity.delta import (
+from spark_sensitivity.io.delta import (
     DELTA_RS_FORMAT,
     delta_format,
     native_delta_available,

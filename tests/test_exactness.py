@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import blobs
 
-from spark_sensitivity import SensitivitySampler, localkmeans, lossaware, rowrandom
+from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
+from spark_sensitivity.core import localkmeans, lossaware, rowrandom
 
 N, DIM, K, M = 20_000, 8, 20, 500
 OFFSETS = (0.0, 1e4, 1e6)

@@ -7,7 +7,8 @@ import pytest
 from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
-from spark_sensitivity import SensitivitySampler, cluster, localkmeans
+from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.core import cluster, localkmeans
 
 
 def _brute_force_nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:

@@ -7,10 +7,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spark_sensitivity import forecast
-from spark_sensitivity.baselines import allocate
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.core import forecast
+from spark_sensitivity.core.baselines import allocate
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 N, DIM, K, M, DRAWS = 6000, 4, 12, 300, 2000
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pyarrow as pa
 
-from spark_sensitivity.cluster import nearest_centers
-from spark_sensitivity.score import ClusterStats
-from spark_sensitivity.vectors import batch_matrix
+from spark_sensitivity.core.cluster import nearest_centers
+from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.core.vectors import batch_matrix
 
 
 def test_nearest_centers_matches_brute_force():

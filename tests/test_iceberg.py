@@ -10,8 +10,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 from pyspark.sql import functions as F
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
-from spark_sensitivity.iceberg import RUN_ID_PROPERTY, IcebergOutput, read_iceberg
+from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.io.iceberg import RUN_ID_PROPERTY, IcebergOutput, read_iceberg
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from conftest import CONNECT, REPO
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 SPARK_SUBMIT = Path(sys.executable).with_name("spark-submit")
 # spark-submit starts a classic driver (over Connect the commands run with --remote; test_connect.py).

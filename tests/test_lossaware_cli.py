@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 
 def test_select_job_loss_aware_two_steps(spark, tmp_path):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 K, M = 5, 60
 

@@ -1,4 +1,4 @@
-from spark_sensitivity.redaction import redact, redact_text
+from spark_sensitivity.io.redaction import redact, redact_text
 
 
 def test_uri_user_info_and_secret_query_parameters_are_masked():

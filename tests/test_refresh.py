@@ -9,8 +9,9 @@ from conftest import blobs
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler, SensitivitySamplerModel
-from spark_sensitivity.delta import delta_version, read_delta, write_delta
-from spark_sensitivity.refresh import (
+from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.io.delta import delta_version, read_delta, write_delta
+from spark_sensitivity.workflows.refresh import (
     MAX_COST_DRIFT,
     allocate_draws,
     cost_drift,
@@ -19,7 +20,6 @@ from spark_sensitivity.refresh import (
     run_refresh,
     score_new_rows,
 )
-from spark_sensitivity.score import ClusterStats
 
 OLD, NEW, LATER = 1200, 400, 200
 

@@ -14,10 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
-from spark_sensitivity.pipeline import SelectConfig, run_select
-from spark_sensitivity.report import bounded_sample, check_loss_column, principal_plane, true_mean_loss
-from spark_sensitivity.report_render import LossComparison, ReportData, render
+from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.workflows.report import (
+    bounded_sample,
+    check_loss_column,
+    principal_plane,
+    true_mean_loss,
+)
+from spark_sensitivity.workflows.report_render import LossComparison, ReportData, render
+from spark_sensitivity.workflows.select import SelectConfig, run_select
 
 FIGURES = ("cluster_shares.png", "cluster_sizes.png", "projection.png", "sensitivity.png", "weights.png")
 CHROMIUM = shutil.which("chromium")

@@ -24,7 +24,7 @@ import pytest
 from conftest import CONNECT
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.publish import MARKER, AtomicOutput, Owner, PublishError
+from spark_sensitivity.io.publish import MARKER, AtomicOutput, Owner, PublishError
 
 M = 30
 

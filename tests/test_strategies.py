@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import blobs, embeddings_frame
 
-from spark_sensitivity import SensitivitySampler, strategies
+from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
+from spark_sensitivity.core import strategies
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 N = 2000
 

@@ -7,8 +7,8 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.datasets import write_gaussian_mixture
-from spark_sensitivity.delta import read_delta
+from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.io.delta import read_delta
 
 
 def test_delta_subset_then_delta_input_then_refresh(spark, tmp_path):

@@ -7,12 +7,6 @@ Any subclass of :class:`Embedder` can be named by its import path, ``package.mod
 """
 
 from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS, Embedder, Invalid, build_embedder
-from spark_sensitivity.embedders.job import (
-    add_embed_arguments,
-    add_embed_job_arguments,
-    embed_arguments,
-    run_embed_job,
-)
 from spark_sensitivity.embedders.stage import ERROR_COL, EmbedCounts, EmbedReport, embed_frame
 from spark_sensitivity.embedders.worker import worker_stats
 
@@ -23,11 +17,7 @@ __all__ = [
     "EmbedReport",
     "Embedder",
     "Invalid",
-    "add_embed_arguments",
-    "add_embed_job_arguments",
     "build_embedder",
-    "embed_arguments",
     "embed_frame",
-    "run_embed_job",
     "worker_stats",
 ]

@@ -29,11 +29,11 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from spark_sensitivity import rowrandom
+from spark_sensitivity.core import rowrandom
+from spark_sensitivity.core.runtime import has_jvm
+from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.embedders.base import Embedder, Invalid, build_embedder
 from spark_sensitivity.embedders.worker import count_batch, shared_model
-from spark_sensitivity.session import has_jvm
-from spark_sensitivity.vectors import vector_values
 
 log = logging.getLogger("spark_sensitivity")
 

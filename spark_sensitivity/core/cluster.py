@@ -1,0 +1,296 @@
+"""Stage 2: k-means centers (on the driver in numpy, or MLlib distributed) and the assignment pass.
+
+The fit runs on a bounded sample. When that sample is small enough, it is collected and fitted with
+:mod:`localkmeans` on the driver (float32 GEMM at the machine's rate); otherwise MLlib's distributed
+k-means fits it. The assignment pass is numpy over Arrow batches in every task.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+from pyspark.ml.clustering import KMeans
+from pyspark.ml.functions import array_to_vector
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
+
+from spark_sensitivity.core import localkmeans, rowrandom
+from spark_sensitivity.core.runtime import has_jvm
+from spark_sensitivity.core.vectors import batch_matrix, vector_values
+
+CLUSTER_COL = "cluster_id"
+COST_COL = "cost"
+_VECTOR_TMP = "__ss_vector"
+_FEATURES_TMP = "__ss_features"
+_HASH_TMP = "__ss_fit_hash"
+# Fixed so the fit sample's partitioning (and so MLlib's k-means) never depends on the input's.
+_FIT_ROWS_PER_PARTITION = 20_000
+ENGINES = ("auto", "driver", "mllib")
+# The driver engine holds about four copies of the sample (the JVM's Arrow batches, the Arrow table,
+# the matrix, its transpose): 'auto' keeps the sample under a quarter of the driver's JVM heap.
+_DRIVER_HEAP_SHARE = 4
+# Either engine fits data shifted to the mean of this many sample rows (the smallest hashes), so a
+# large offset on every coordinate does not eat the float32 (driver) or float64 (MLlib) precision.
+_ORIGIN_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class KMeansSettings:
+    k: int
+    max_iter: int = 20
+    tol: float = 1e-4
+    init_mode: str = "k-means||"
+    init_steps: int = 2
+    seed: int = 0
+    engine: str = "auto"
+    driver_max_bytes: int = 512 << 20
+
+
+@dataclass(frozen=True)
+class KMeansFit:
+    centers: np.ndarray
+    fit_rows: int
+    iterations: int
+    training_cost: float
+    engine: str
+
+
+def fit_sample(df: DataFrame, id_col: str, vector_col: str, fraction: float, seed: int) -> DataFrame:
+    """A deterministic uniform sample of the rows' non-null, finite embeddings (as arrays).
+
+    Membership is decided by a hash of (id, seed), so it does not depend on partitioning.
+    """
+    values = vector_values(df, vector_col)
+    sample = df.select(F.col(id_col), values.alias(_VECTOR_TMP))
+    if fraction < 1.0:
+        sample = sample.where(rowrandom.jvm_uniform(id_col, seed, rowrandom.STREAM_FIT_SAMPLE) < fraction)
+    finite = F.forall(F.col(_VECTOR_TMP), lambda x: ~F.isnan(x) & (F.abs(x) < float("inf")))
+    return sample.where(F.col(_VECTOR_TMP).isNotNull() & finite).select(
+        rowrandom.row_hash(id_col, seed).alias(_HASH_TMP), F.col(_VECTOR_TMP)
+    )
+
+
+def _most_common_length(sample: DataFrame) -> tuple[int, int]:
+    """The most common embedding length in the sample (ties: the shortest) and its row count."""
+    lengths = sample.groupBy(F.size(_VECTOR_TMP).alias("d")).count().collect()
+    if not lengths:
+        raise ValueError("the k-means fit sample has no valid embedding")
+    best = max(lengths, key=lambda row: (row["count"], -row["d"]))
+    return int(best["d"]), int(best["count"])
+
+
+def driver_heap_bytes(spark: SparkSession) -> int:
+    """The driver JVM's maximum heap, which bounds what 'auto' collects there.
+
+    Over Spark Connect there is no JVM to ask: the configured spark.driver.memory stands in for it
+    (Spark's own default, 1g, when unset)."""
+    if has_jvm(spark):
+        return int(spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory())
+    return memory_bytes(spark.conf.get("spark.driver.memory", "1g") or "1g")
+
+
+def memory_bytes(text: str) -> int:
+    """Bytes in a JVM memory string such as '512m', '4g' or '1073741824'."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    text = text.strip().lower().removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int) -> str:
+    """The engine 'auto' resolves to: the driver while the float32 sample fits both
+    ``driver_max_bytes`` and a quarter of the driver's heap, MLlib beyond."""
+    if settings.engine != "auto":
+        return settings.engine
+    sample_bytes = rows * dim * 4
+    fits = sample_bytes <= min(settings.driver_max_bytes, heap_bytes // _DRIVER_HEAP_SHARE)
+    return "driver" if fits else "mllib"
+
+
+def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
+    """Fits k-means on a sample made by :func:`fit_sample`, with the engine ``settings`` names.
+
+    The embedding length is the most common one in the sample; rows of another length are left out
+    of the fit (the assignment pass flags them). Either engine sees the sample in row-hash order, so
+    the centers do not depend on how the input was partitioned.
+    """
+    if settings.engine not in ENGINES:
+        raise ValueError(f"k-means engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
+    sample = sample.persist()  # read the input once: measured, counted, then fitted from the cache
+    try:
+        dim, rows = _most_common_length(sample)
+        if rows < settings.k:
+            raise ValueError(
+                f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; "
+                "lower --k or raise --fit-fraction"
+            )
+        sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
+        origin = _sample_origin(sample_of_dim, dim)
+        shifted = sample_of_dim.withColumn(
+            _VECTOR_TMP, F.zip_with(_VECTOR_TMP, F.lit(origin.tolist()), lambda value, at: value - at)
+        )
+        engine = choose_engine(settings, rows, dim, driver_heap_bytes(sample.sparkSession))
+        if engine == "driver":
+            fit = _fit_on_driver(shifted, dim, settings)
+        else:
+            fit = _fit_mllib(shifted, rows, settings)
+        return replace(fit, centers=fit.centers + origin)
+    finally:
+        sample.unpersist()
+
+
+def _sample_origin(sample: DataFrame, dim: int) -> np.ndarray:
+    """The float64 mean of the sample rows with the smallest hashes, summed in hash order: it moves
+    with the data, and does not depend on how the input was partitioned."""
+    head = sample.orderBy(_HASH_TMP).limit(_ORIGIN_ROWS)
+    table = head.select(_HASH_TMP, F.col(_VECTOR_TMP).cast("array<double>")).toArrow()
+    matrix, valid = batch_matrix(table.column(1), dim)
+    order = np.argsort(table.column(0).to_numpy(), kind="stable")
+    return matrix[order[valid[order]]].mean(axis=0)
+
+
+def _too_few_distinct(k: int, distinct: int) -> ValueError:
+    return ValueError(
+        f"k={k} is larger than the {distinct} distinct points in the k-means fit sample; lower --k"
+    )
+
+
+def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMeansFit:
+    """Collects the sample (about pointsPerCenter * k rows, whatever n is) and fits it in numpy."""
+    table = sample.select(_HASH_TMP, F.col(_VECTOR_TMP).cast("array<float>")).toArrow()
+    matrix, valid = batch_matrix(table.column(1), dim)
+    order = np.argsort(table.column(0).to_numpy(), kind="stable")
+    order = order[valid[order]]  # a double beyond float32's range is not finite there: left out
+    del table
+    x = np.ascontiguousarray(matrix[order], dtype=np.float32)
+    del matrix
+    distinct = localkmeans.count_distinct_rows(x, settings.k)
+    if distinct < settings.k:
+        raise _too_few_distinct(settings.k, distinct)
+    centers, iterations, cost = localkmeans.fit(
+        x, settings.k, settings.max_iter, settings.tol, settings.init_mode, settings.init_steps, settings.seed
+    )
+    return KMeansFit(centers, len(x), iterations, cost, "driver")
+
+
+def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeansFit:
+    """MLlib k-means (block solver) on the sample, hash-partitioned into a number of partitions fixed
+    by its size and sorted, so MLlib sees the same rows in the same order however the input was
+    partitioned."""
+    # MLlib's block solver fails with an index error when k exceeds the distinct points.
+    distinct = sample.select(_VECTOR_TMP).distinct().limit(settings.k).count()
+    if distinct < settings.k:
+        raise _too_few_distinct(settings.k, distinct)
+    partitions = max(1, math.ceil(rows / _FIT_ROWS_PER_PARTITION))
+    features = array_to_vector(F.col(_VECTOR_TMP).cast("array<double>")).alias(_FEATURES_TMP)
+    ordered = (
+        sample.select(_HASH_TMP, features)
+        .repartition(partitions, _HASH_TMP)
+        .sortWithinPartitions(_HASH_TMP)
+        .persist()
+    )
+    try:
+        model = KMeans(
+            featuresCol=_FEATURES_TMP,
+            k=settings.k,
+            maxIter=settings.max_iter,
+            tol=settings.tol,
+            initMode=settings.init_mode,
+            initSteps=settings.init_steps,
+            seed=settings.seed,
+            # In Spark 4.3 "auto" picks the row solver for Vector columns, about 2x slower.
+            solver="block",
+        ).fit(ordered)
+        summary = model.summary
+        centers = np.array(model.clusterCenters(), dtype=np.float64)
+        fit = KMeansFit(centers, rows, summary.numIter, summary.trainingCost, "mllib")
+        # Over Spark Connect the model lives in the server's cache until its Python object is freed:
+        # free it here, between requests. Left to the garbage collector, its finalizer can fire in
+        # the middle of a later request and hang the client.
+        del summary, model
+        gc.collect()
+    finally:
+        ordered.unpersist()
+    if len(centers) < settings.k:
+        raise ValueError(
+            f"k={settings.k} is larger than the {len(centers)} distinct points k-means found in the "
+            "fit sample; lower --k"
+        )
+    return fit
+
+
+def nearest_centers(points: np.ndarray, centers: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index of each point's nearest center, and its cost ||x - c||^z.
+
+    The arg-min is :func:`localkmeans.nearest`: a float32 product on data shifted to the centers'
+    mean, near-ties decided in float64, so it is the exact arg-min whatever the offset of the data.
+    The cost of the chosen center is computed in float64, so neither depends on the batching.
+    """
+    assignment = localkmeans.nearest(points, centers)
+    cost = localkmeans.squared_distances(points, centers, assignment)
+    return assignment, (np.sqrt(cost) if z == 1 else cost)
+
+
+class DerivedColumns(Protocol):
+    """Further per-row columns computed from (cluster id, cost) in the same pass, e.g. sensitivity."""
+
+    @property
+    def fields(self) -> list[StructField]: ...
+
+    def compute(self, cluster_ids: np.ndarray, costs: np.ndarray) -> list[np.ndarray]: ...
+
+
+def assign(
+    df: DataFrame,
+    vector_col: str,
+    centers: np.ndarray,
+    z: int,
+    derived: DerivedColumns | None = None,
+    keep_vector: bool = True,
+) -> DataFrame:
+    """``df`` plus ``cluster_id`` and ``cost`` (null where the embedding is invalid), in one pass.
+
+    Runs as mapInArrow: each Arrow record batch becomes one numpy matrix; the other columns pass
+    through untouched. ``derived`` adds columns computed from the assignment in the same pass.
+    ``keep_vector=False`` leaves the embedding out of the result, so it never travels back from
+    Python to the JVM.
+    """
+    dim = centers.shape[1]
+    values = vector_values(df, vector_col)  # checks the column's type
+    if isinstance(df.schema[vector_col].dataType, ArrayType):
+        work, source = df, vector_col  # read in place: Arrow carries the embedding once
+    else:
+        work, source = df.withColumn(_VECTOR_TMP, values), _VECTOR_TMP
+    kept = [field for field in df.schema.fields if keep_vector or field.name != vector_col]
+    dropped = sorted({source, vector_col} - ({vector_col} if keep_vector else set()))
+    extra_fields = derived.fields if derived is not None else []
+    out_schema = StructType(
+        kept + [StructField(CLUSTER_COL, IntegerType()), StructField(COST_COL, DoubleType())] + extra_fields
+    )
+
+    def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            matrix, valid = batch_matrix(batch.column(source), dim)
+            assignment, cost = nearest_centers(matrix, centers, z)
+            invalid = ~valid
+            out = batch.drop_columns(dropped)
+            out = out.append_column(
+                CLUSTER_COL, pa.array(assignment, type=pa.int32(), mask=invalid)
+            ).append_column(COST_COL, pa.array(cost, type=pa.float64(), mask=invalid))
+            if derived is not None:
+                values = derived.compute(assignment[valid], cost[valid])
+                for field, column in zip(extra_fields, values, strict=True):
+                    full = np.zeros(len(valid), dtype=np.float64)
+                    full[valid] = column
+                    out = out.append_column(field.name, pa.array(full, mask=invalid))
+            yield out
+
+    return work.mapInArrow(annotate, out_schema)

@@ -1,0 +1,397 @@
+"""Semantic deduplication on the executors (SemDeDup's rule, in the project's k-means clusters).
+
+Two rows of one cluster are near-duplicates when their cosine similarity is at least 1 - eps. The
+rows of each cluster are put in a fixed order and decided greedily (``dedupkernel``): a row is removed
+when it is that similar to an earlier *kept* row, and ``duplicate_of`` names the most similar one.
+The order is SemDeDup's: by distance to the cluster's center, farthest first (``keep='farthest'``,
+SemDeDup's default, which keeps the least prototypical row of each group) or nearest first, ties
+broken by a hash of (id, seed) and then the id. Everything is a function of the rows and the centers,
+so the result does not depend on how the input is partitioned.
+
+How it runs: one assignment pass (nearest and second-nearest center of the unit vector), a shuffle
+by cluster with a sort inside each partition, then ``mapInArrow`` streams each cluster's rows in
+order through the kernel, block by block. Only the removed rows come out. One task holds the kept
+rows of one cluster (linear in its size); the similarity work is quadratic in the cluster's size,
+which is why the clusters must be many (k) for a large table.
+
+Rows whose duplicate sits in another cluster are missed, as in SemDeDup. With ``neighbors=2`` a
+second pass compares every kept row with the kept rows of its second-nearest cluster too; of a
+near-duplicate pair found that way the row of the higher cluster id is removed, with
+``cross_cluster = true``. Its ``duplicate_of`` may then itself be removed by the same pass (a chain
+that descends in cluster id and ends at a kept row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_type
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    StructField,
+    StructType,
+)
+
+from spark_sensitivity.core import localkmeans, rowrandom
+from spark_sensitivity.core.cluster import CLUSTER_COL
+from spark_sensitivity.core.dedupkernel import (
+    DEFAULT_BLOCK_ROWS,
+    ClusterDeduper,
+    best_per_row,
+    close_pairs,
+    normalize_rows,
+)
+from spark_sensitivity.core.vectors import batch_matrix, vector_values
+
+KEEP_RULES = ("farthest", "nearest")
+DUPLICATE_OF_COL = "duplicate_of"
+SIMILARITY_COL = "similarity"
+CROSS_COL = "cross_cluster"
+NEIGHBOR_COL = "neighbor_cluster_id"
+DISTANCE_COL = "center_distance"
+_ORDER_HASH = "__ss_dedup_hash"
+_GUEST = "__ss_guest"
+_HOME = "__ss_home"
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    eps: float
+    keep: str = "farthest"
+    neighbors: int = 1
+    block_rows: int = DEFAULT_BLOCK_ROWS
+    seed: int = 0
+
+    @property
+    def threshold(self) -> float:
+        return 1.0 - self.eps
+
+    def validate(self) -> None:
+        if not 0.0 < self.eps < 1.0:
+            raise ValueError(f"--dedup-eps must be in (0, 1), got {self.eps}")
+        if self.keep not in KEEP_RULES:
+            raise ValueError(f"--dedup-keep must be farthest or nearest, got {self.keep!r}")
+        if self.neighbors not in (1, 2):
+            raise ValueError(f"--dedup-neighbors must be 1 or 2, got {self.neighbors}")
+        if self.block_rows < 1:
+            raise ValueError(f"--dedup-block-rows must be at least 1, got {self.block_rows}")
+
+
+def unit_vectors(df: DataFrame, vector_col: str) -> Column:
+    """The embedding scaled to unit length (array<double>), a JVM expression for the k-means fit."""
+    values = vector_values(df, vector_col).cast("array<double>")
+    norm = F.sqrt(F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x * x))
+    return F.transform(values, lambda x: F.when(norm > 0, x / norm).otherwise(x))
+
+
+def assign_neighbors(df: DataFrame, id_col: str, vector_col: str, centers: np.ndarray) -> DataFrame:
+    """id, the embedding (array), cluster_id and neighbor_cluster_id (nearest and second-nearest
+    center of the unit vector) and center_distance (exact float64 squared distance), in one pass.
+    Rows with an invalid embedding get null clusters."""
+    values = vector_values(df, vector_col)
+    work = df.select(F.col(id_col), values.alias(vector_col))
+    dim = centers.shape[1]
+    centers32 = centers.astype(np.float32)
+    has_neighbor = len(centers) > 1
+    schema = StructType(
+        [
+            *work.schema.fields,
+            StructField(CLUSTER_COL, IntegerType()),
+            StructField(NEIGHBOR_COL, IntegerType()),
+            StructField(DISTANCE_COL, DoubleType()),
+        ]
+    )
+
+    def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            matrix, valid = batch_matrix(batch.column(1), dim)
+            unit = normalize_rows(matrix)
+            nearest = localkmeans.nearest(unit, centers32)
+            distance = localkmeans.squared_distances(unit, centers, nearest)
+            second = np.zeros_like(nearest)
+            if has_neighbor:
+                scores = -2.0 * unit.astype(np.float32) @ centers32.T + np.einsum(
+                    "ij,ij->i", centers32, centers32
+                )
+                scores[np.arange(len(unit)), nearest] = np.inf
+                second = scores.argmin(axis=1).astype(np.int32)
+            invalid = ~valid
+            yield (
+                batch.append_column(CLUSTER_COL, pa.array(nearest, pa.int32(), mask=invalid))
+                .append_column(NEIGHBOR_COL, pa.array(second, pa.int32(), mask=invalid | (not has_neighbor)))
+                .append_column(DISTANCE_COL, pa.array(distance, pa.float64(), mask=invalid))
+            )
+
+    return work.mapInArrow(annotate, schema)
+
+
+def _order(settings: DedupSettings, id_col: str) -> list[Column]:
+    distance = F.col(DISTANCE_COL)
+    return [
+        F.col(CLUSTER_COL),
+        distance.desc() if settings.keep == "farthest" else distance.asc(),
+        F.col(_ORDER_HASH),
+        F.col(id_col),
+    ]
+
+
+def duplicates_schema(id_field: StructField) -> StructType:
+    return StructType(
+        [
+            id_field,
+            StructField(DUPLICATE_OF_COL, id_field.dataType),
+            StructField(SIMILARITY_COL, DoubleType()),
+            StructField(CLUSTER_COL, IntegerType()),
+            StructField(CROSS_COL, BooleanType()),
+        ]
+    )
+
+
+class _ClusterStream:
+    """Cuts a partition's sorted rows into per-cluster blocks of ``block_rows`` (positions counted
+    from the cluster's first row, so blocks never depend on Arrow batch boundaries)."""
+
+    def __init__(self, settings: DedupSettings, dim: int, schema: pa.Schema):
+        self.settings, self.dim, self.schema = settings, dim, schema
+        self.cluster: int | None = None
+        self.pending_ids: list[pa.Array] = []
+        self.pending_vectors: list[np.ndarray] = []
+        self.kept_ids: list[pa.Array] = []
+        self.deduper: ClusterDeduper | None = None
+
+    def _pending(self) -> int:
+        return sum(len(v) for v in self.pending_vectors)
+
+    def push(self, cluster: int, ids: pa.Array, vectors: np.ndarray) -> Iterator[pa.RecordBatch]:
+        if cluster != self.cluster:
+            yield from self.flush()
+            self.cluster, self.kept_ids = cluster, []
+            self.deduper = ClusterDeduper(self.dim, self.settings.threshold, self.settings.block_rows)
+        start = 0
+        while start < len(vectors):
+            room = self.settings.block_rows - self._pending()
+            self.pending_ids.append(ids.slice(start, room))
+            self.pending_vectors.append(vectors[start : start + room])
+            start += room
+            if self._pending() == self.settings.block_rows:
+                yield from self._decide()
+
+    def flush(self) -> Iterator[pa.RecordBatch]:
+        if self._pending():
+            yield from self._decide()
+
+    def _decide(self) -> Iterator[pa.RecordBatch]:
+        ids = pa.concat_arrays(self.pending_ids)
+        vectors = np.concatenate(self.pending_vectors)
+        self.pending_ids, self.pending_vectors = [], []
+        result = self.deduper.add(vectors)
+        self.kept_ids.append(ids.filter(pa.array(~result.removed)))
+        removed = np.flatnonzero(result.removed)
+        if removed.size == 0:
+            return
+        kept = pa.chunked_array(self.kept_ids, ids.type)  # taken from, never copied whole
+        yield pa.RecordBatch.from_arrays(
+            [
+                ids.take(pa.array(removed)),
+                kept.take(pa.array(result.match[removed])).combine_chunks(),
+                pa.array(result.similarity[removed], pa.float64()),
+                pa.array(np.full(removed.size, self.cluster, np.int32)),
+                pa.array(np.zeros(removed.size, dtype=bool)),
+            ],
+            schema=self.schema,
+        )
+
+
+def within_clusters(
+    assigned: DataFrame, id_col: str, vector_col: str, dim: int, settings: DedupSettings
+) -> DataFrame:
+    """Stage 1: the removed rows of every cluster (id, duplicate_of, similarity, cluster_id,
+    cross_cluster = false), from rows made by :func:`assign_neighbors`."""
+    id_field = assigned.schema[id_col]
+    schema = duplicates_schema(id_field)
+    arrow_schema = pa.schema(
+        [
+            pa.field(id_col, _arrow_type(assigned, id_col)),
+            pa.field(DUPLICATE_OF_COL, _arrow_type(assigned, id_col)),
+            pa.field(SIMILARITY_COL, pa.float64()),
+            pa.field(CLUSTER_COL, pa.int32()),
+            pa.field(CROSS_COL, pa.bool_()),
+        ]
+    )
+    ordered = _sorted_by_cluster(
+        assigned.where(F.col(CLUSTER_COL).isNotNull()).select(
+            id_col,
+            vector_col,
+            CLUSTER_COL,
+            DISTANCE_COL,
+            rowrandom.row_hash(id_col, settings.seed).alias(_ORDER_HASH),
+        ),
+        CLUSTER_COL,
+        _order(settings, id_col),
+    ).select(id_col, vector_col, CLUSTER_COL)
+
+    def decide(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        stream = _ClusterStream(settings, dim, arrow_schema)
+        for batch in batches:
+            clusters = batch.column(2).to_numpy()
+            vectors, _ = batch_matrix(batch.column(1), dim)
+            ids = batch.column(0)
+            for start, stop in _runs(clusters):
+                yield from stream.push(
+                    int(clusters[start]), ids.slice(start, stop - start), vectors[start:stop]
+                )
+        yield from stream.flush()
+
+    return ordered.mapInArrow(decide, schema)
+
+
+def across_neighbors(
+    kept: DataFrame, id_col: str, vector_col: str, dim: int, settings: DedupSettings
+) -> DataFrame:
+    """Stage 2 (neighbors=2): every kept row is also compared with the kept rows of its
+    second-nearest cluster; of each near-duplicate pair found, the row of the higher cluster id is
+    removed (cross_cluster = true), naming the most similar row of the lower cluster."""
+    id_type = _arrow_type(kept, id_col)
+    members = kept.select(
+        id_col, vector_col, F.col(CLUSTER_COL).alias(_HOME), F.col(CLUSTER_COL), F.lit(False).alias(_GUEST)
+    )
+    guests = kept.where(F.col(NEIGHBOR_COL).isNotNull()).select(
+        id_col,
+        vector_col,
+        F.col(CLUSTER_COL).alias(_HOME),
+        F.col(NEIGHBOR_COL).alias(CLUSTER_COL),
+        F.lit(True).alias(_GUEST),
+    )
+    both = members.unionByName(guests).withColumn(_ORDER_HASH, rowrandom.row_hash(id_col, settings.seed))
+    ordered = _sorted_by_cluster(
+        both, CLUSTER_COL, [F.col(CLUSTER_COL), F.col(_GUEST), F.col(_ORDER_HASH), F.col(id_col)]
+    )
+    edge_schema = StructType(
+        [
+            StructField("guest", kept.schema[id_col].dataType),
+            StructField("guest_cluster", IntegerType()),
+            StructField("member", kept.schema[id_col].dataType),
+            StructField("member_cluster", IntegerType()),
+            StructField(SIMILARITY_COL, DoubleType()),
+        ]
+    )
+    arrow_edges = pa.schema(
+        [
+            pa.field("guest", id_type),
+            pa.field("guest_cluster", pa.int32()),
+            pa.field("member", id_type),
+            pa.field("member_cluster", pa.int32()),
+            pa.field(SIMILARITY_COL, pa.float64()),
+        ]
+    )
+    threshold, step = settings.threshold, settings.block_rows
+
+    def match(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        cluster, member_ids, member_rows, m64, m32 = None, [], [], None, None
+        for batch in batches:
+            clusters = batch.column(CLUSTER_COL).to_numpy()
+            guest = batch.column(_GUEST).to_numpy(zero_copy_only=False)
+            vectors, _ = batch_matrix(batch.column(vector_col), dim)
+            for start, stop in _runs(clusters * 2 + guest):
+                if clusters[start] != cluster:
+                    cluster, member_ids, member_rows, m64 = int(clusters[start]), [], [], None
+                ids = batch.column(id_col).slice(start, stop - start)
+                unit = normalize_rows(vectors[start:stop])
+                if not guest[start]:
+                    member_ids.append(ids)
+                    member_rows.append(unit)
+                    continue
+                if not member_rows:
+                    continue
+                if m64 is None:
+                    m64 = np.concatenate(member_rows)
+                    m32, all_members = m64.astype(np.float32), pa.concat_arrays(member_ids)
+                homes = batch.column(_HOME).slice(start, stop - start)
+                for g in range(0, len(unit), step):
+                    g64 = unit[g : g + step]
+                    g32 = g64.astype(np.float32)
+                    best, where = np.full(len(g64), -np.inf), np.zeros(len(g64), dtype=np.int64)
+                    for m in range(0, len(m64), step):
+                        pairs = close_pairs(g32, g64, m32[m : m + step], m64[m : m + step], threshold)
+                        rows, cols, sims = best_per_row(*pairs)
+                        better = sims > best[rows]
+                        best[rows[better]], where[rows[better]] = sims[better], m + cols[better]
+                    hit = np.flatnonzero(best >= threshold)
+                    if hit.size:
+                        yield pa.RecordBatch.from_arrays(
+                            [
+                                ids.slice(g, len(g64)).take(pa.array(hit)),
+                                homes.slice(g, len(g64)).take(pa.array(hit)),
+                                all_members.take(pa.array(where[hit])),
+                                pa.array(np.full(hit.size, cluster, np.int32)),
+                                pa.array(best[hit]),
+                            ],
+                            schema=arrow_edges,
+                        )
+
+    edges = ordered.mapInArrow(match, edge_schema)
+    guest_loses = F.col("guest_cluster") > F.col("member_cluster")
+    removals = edges.select(
+        F.when(guest_loses, F.col("guest")).otherwise(F.col("member")).alias(id_col),
+        F.when(guest_loses, F.col("guest_cluster")).otherwise(F.col("member_cluster")).alias(CLUSTER_COL),
+        F.struct(
+            F.col(SIMILARITY_COL),
+            (-F.when(guest_loses, F.col("member_cluster")).otherwise(F.col("guest_cluster"))).alias("lower"),
+            F.when(guest_loses, F.col("member")).otherwise(F.col("guest")).alias("keeper"),
+        ).alias("edge"),
+    )
+    best_edge = removals.groupBy(id_col, CLUSTER_COL).agg(F.max("edge").alias("edge"))
+    return best_edge.select(
+        F.col(id_col),
+        F.col("edge.keeper").alias(DUPLICATE_OF_COL),
+        F.col(f"edge.{SIMILARITY_COL}").alias(SIMILARITY_COL),
+        F.col(CLUSTER_COL),
+        F.lit(True).alias(CROSS_COL),
+    )
+
+
+@contextmanager
+def find_duplicates(
+    assigned: DataFrame, id_col: str, vector_col: str, dim: int, settings: DedupSettings
+) -> Iterator[DataFrame]:
+    """The removed rows (id, duplicate_of, similarity, cluster_id, cross_cluster) of rows made by
+    :func:`assign_neighbors`, for use inside the ``with`` block; the second stage runs when
+    ``settings.neighbors == 2`` (the first stage's result is cached meanwhile, freed on exit)."""
+    first = within_clusters(assigned, id_col, vector_col, dim, settings)
+    if settings.neighbors == 1:
+        yield first
+        return
+    first = first.persist()
+    try:
+        kept = assigned.where(F.col(CLUSTER_COL).isNotNull()).join(
+            first.select(id_col), on=id_col, how="left_anti"
+        )
+        yield first.unionByName(across_neighbors(kept, id_col, vector_col, dim, settings))
+    finally:
+        first.unpersist()
+
+
+def _sorted_by_cluster(df: DataFrame, cluster_col: str, order: list[Column]) -> DataFrame:
+    partitions = max(1, int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")))
+    return df.repartition(partitions, cluster_col).sortWithinPartitions(*order)
+
+
+def _runs(keys: np.ndarray) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of equal consecutive keys."""
+    if len(keys) == 0:
+        return
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    bounds = np.concatenate(([0], cuts, [len(keys)]))
+    yield from zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=False)
+
+
+def _arrow_type(df: DataFrame, column: str) -> pa.DataType:
+    return to_arrow_type(df.schema[column].dataType)

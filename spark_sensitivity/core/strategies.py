@@ -1,0 +1,221 @@
+"""Selection strategies: which rows of each k-means cluster form the subset, and their weights.
+
+Every strategy works from the same k-means pass (each row's ``cluster_id`` and ``cost`` = v_i, and
+the per-cluster sizes n_j) and returns the same columns as the sensitivity draws (id, cluster_id,
+cost, sensitivity, probability, count, weight), with weights whose sum estimates n:
+
+- ``sensitivity``: m i.i.d. draws with probability s_i / sum(s) (``sample.draw``); unbiased.
+- ``representatives``: the row nearest each center (ties to the smallest id); weight n_j. One row
+  per non-empty cluster, so it needs k = m.
+- ``stratified``: m_j rows of cluster j, a uniform subset without replacement (the m_j smallest
+  hashed keys of the cluster); weight n_j / m_j. Unbiased, sum of weights exactly n.
+- ``prototypes`` (Sorscher et al., NeurIPS 2022): m_j rows of cluster j by distance to the center,
+  the nearest (easiest) while m / n < ``PROTOTYPES_HARD_FROM``, else the farthest (hardest);
+  weight n_j / m_j, so weighted sums still scale to the table (not unbiased: the choice is not
+  random).
+- ``auto``: one of the above and k, chosen from the budget (:func:`resolve`).
+
+The allocation m_j of ``stratified`` and ``prototypes`` gives one row to every non-empty cluster and
+the rest in proportion to n_j, rounded by largest remainders, so it sums to exactly m. In these
+three strategies every row is kept at most once (count 1) and ``probability`` is the row's
+inclusion probability m_j / n_j (1 / n_j for a representative), so weight = 1 / probability.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from spark_sensitivity.core import rowrandom
+from spark_sensitivity.core.baselines import allocate
+from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
+from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
+
+SENSITIVITY = "sensitivity"
+REPRESENTATIVES = "representatives"
+STRATIFIED = "stratified"
+PROTOTYPES = "prototypes"
+AUTO = "auto"
+LOSS_AWARE = "loss-aware"
+# What SensitivitySampler's ``strategy`` Param accepts; the select job also takes ``loss-aware``.
+STRATEGIES = (SENSITIVITY, REPRESENTATIVES, STRATIFIED, PROTOTYPES, AUTO)
+SELECT_STRATEGIES = (*STRATEGIES, LOSS_AWARE)
+DEFAULT_K = 100
+
+# Prototypes keep the hardest rows from this kept fraction m / n on, the easiest below it. Sorscher
+# et al. find that keeping easy examples wins when data are scarce and hard ones when they are
+# plentiful; half of the table is the project's choice of the crossover (see docs/METHOD.md).
+PROTOTYPES_HARD_FROM = 0.5
+# auto: representatives with k = m up to this budget (one labelled row per cluster is what helps most
+# at small budgets, docs/RESULTS.md (c)); above it stratified sampling with k = DEFAULT_K clusters.
+AUTO_REPRESENTATIVES_MAX_M = 1000
+
+_KEY = "__ss_strategy_key"
+_RANK = "__ss_strategy_rank"
+_SIZE = "__ss_size"
+_QUOTA = "__ss_quota"
+_LIMIT = "__ss_limit"
+
+
+def check_strategy(name: str, allowed: tuple[str, ...] = STRATEGIES) -> None:
+    if name not in allowed:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(allowed)}")
+
+
+def resolve(strategy: str, k: int | None, m: int) -> tuple[str, int]:
+    """The concrete strategy and k of a run, given the requested strategy, k (None: not given) and m.
+
+    ``auto`` picks representatives with k = m for m <= AUTO_REPRESENTATIVES_MAX_M, else stratified
+    with the given k (or DEFAULT_K); with k given and different from m it never picks representatives.
+    ``representatives`` takes k = m when k is not given and refuses any other k.
+    """
+    check_strategy(strategy, SELECT_STRATEGIES)
+    if strategy == AUTO:
+        if (k is None or k == m) and m <= AUTO_REPRESENTATIVES_MAX_M:
+            return REPRESENTATIVES, m
+        return STRATIFIED, DEFAULT_K if k is None else k
+    if strategy == REPRESENTATIVES:
+        if k is not None and k != m:
+            raise ValueError(
+                f"strategy representatives keeps one row per cluster: k must equal the sample size "
+                f"(got k={k}, sample size {m}); leave k out to use k = {m}"
+            )
+        return REPRESENTATIVES, m
+    return strategy, DEFAULT_K if k is None else k
+
+
+def for_model(strategy: str, m: int, k: int) -> str:
+    """The concrete strategy a fitted model with k clusters uses to pick m rows (``auto`` resolved)."""
+    check_strategy(strategy)
+    if strategy == AUTO:
+        return REPRESENTATIVES if k == m else STRATIFIED
+    if strategy == REPRESENTATIVES and k != m:
+        raise ValueError(
+            f"strategy representatives keeps one row per cluster: the sample size must equal k={k}, got {m}"
+        )
+    return strategy
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The picked rows (persisted; id, cluster_id, cost, sensitivity, probability, count, weight) and
+    how many rows were picked (the sum of ``count``)."""
+
+    frame: DataFrame
+    draws: int
+
+
+def quotas(stats: ClusterStats, m: int) -> np.ndarray:
+    """m_j: one per non-empty cluster, the rest in proportion to n_j (largest remainders), sum m."""
+    nonempty = stats.nonempty
+    if m < nonempty:
+        raise ValueError(
+            f"sample size {m} is below the {nonempty} non-empty clusters; every cluster needs a row "
+            "for the weights to sum to n: raise the sample size or lower k"
+        )
+    if m > stats.n:
+        raise ValueError(f"sample size {m} is larger than the {stats.n} valid rows")
+    return allocate(stats.sizes, m)
+
+
+def select(
+    strategy: str, assigned: DataFrame, stats: ClusterStats, m: int, seed: int, id_col: str
+) -> Selection:
+    """Picks the rows of ``strategy`` (representatives, stratified or prototypes) from ``assigned``
+    (id, cluster_id, cost of every valid row, persisted by the caller when expensive)."""
+    if strategy == REPRESENTATIVES:
+        return _persisted(_representatives(assigned, stats, id_col))
+    if strategy == STRATIFIED:
+        return _stratified(assigned, stats, m, seed, id_col)
+    if strategy == PROTOTYPES:
+        hardest = m / stats.n >= PROTOTYPES_HARD_FROM
+        return prototypes(assigned, stats, m, seed, id_col, hardest)
+    raise ValueError(f"strategy {strategy!r} does not pick rows by cluster")
+
+
+def _stats_table(assigned: DataFrame, stats: ClusterStats, picks: np.ndarray) -> DataFrame:
+    """(cluster_id, n_j, m_j, key limit) for the clusters that keep rows; broadcast to the rows."""
+    rows = [
+        (int(j), int(stats.sizes[j]), int(picks[j]), _key_limit(int(picks[j]), int(stats.sizes[j])))
+        for j in np.flatnonzero(picks > 0)
+    ]
+    schema = f"{CLUSTER_COL} int, {_SIZE} long, {_QUOTA} int, {_LIMIT} double"
+    return assigned.sparkSession.createDataFrame(rows, schema)
+
+
+def _key_limit(quota: int, size: int) -> float:
+    """A key threshold that keeps about 6 standard deviations more than ``quota`` rows of the cluster."""
+    return min(1.0, (quota + 6.0 * math.sqrt(quota) + 10.0) / size)
+
+
+def _output(frame: DataFrame, stats: ClusterStats, id_col: str) -> DataFrame:
+    """The subset columns: inclusion probability m_j / n_j, weight n_j / m_j, and the model-free
+    sensitivity s_i for reference."""
+    size, quota = F.col(_SIZE).cast("double"), F.col(_QUOTA).cast("double")
+    cost_share = F.col(COST_COL) / stats.total_cost if stats.total_cost > 0 else F.lit(0.0)
+    return frame.select(
+        F.col(id_col),
+        F.col(CLUSTER_COL),
+        F.col(COST_COL),
+        (cost_share + 1.0 / size).alias(SENSITIVITY_COL),
+        (quota / size).alias(PROBABILITY_COL),
+        F.lit(1).alias(COUNT_COL),
+        (size / quota).alias(WEIGHT_COL),
+    )
+
+
+def _persisted(frame: DataFrame) -> Selection:
+    frame = frame.persist()
+    return Selection(frame, frame.count())
+
+
+def _representatives(assigned: DataFrame, stats: ClusterStats, id_col: str) -> DataFrame:
+    """Per non-empty cluster the row with the smallest cost (one hash aggregation); weight n_j."""
+    best = F.min(F.struct(F.col(COST_COL).alias("c"), F.col(id_col).alias("i"))).alias("best")
+    rows = assigned.where(F.col(CLUSTER_COL).isNotNull()).groupBy(CLUSTER_COL).agg(best)
+    rows = rows.select(CLUSTER_COL, F.col("best.i").alias(id_col), F.col("best.c").alias(COST_COL))
+    sizes = _stats_table(assigned, stats, (stats.sizes > 0).astype(np.int64))
+    rows = rows.join(F.broadcast(sizes), on=CLUSTER_COL, how="inner")
+    return _output(rows, stats, id_col)
+
+
+def _stratified(assigned: DataFrame, stats: ClusterStats, m: int, seed: int, id_col: str) -> Selection:
+    """The m_j rows of each cluster with the smallest uniform keys from (id, seed): a uniform subset.
+
+    Only rows under a per-cluster key limit are ranked; if a cluster falls short the ranking is redone
+    on all rows, so the result is the same either way.
+    """
+    picks = quotas(stats, m)
+    keyed = assigned.join(F.broadcast(_stats_table(assigned, stats, picks)), on=CLUSTER_COL, how="inner")
+    keyed = keyed.withColumn(_KEY, rowrandom.jvm_uniform(id_col, seed, rowrandom.STREAM_STRATIFIED))
+    order = Window.partitionBy(CLUSTER_COL).orderBy(F.col(_KEY), F.col(id_col))
+    for prefilter in (True, False):
+        candidates = keyed.where(F.col(_KEY) < F.col(_LIMIT)) if prefilter else keyed
+        kept = candidates.withColumn(_RANK, F.row_number().over(order)).where(F.col(_RANK) <= F.col(_QUOTA))
+        selection = _persisted(_output(kept, stats, id_col))
+        if selection.draws == m:
+            return selection
+        selection.frame.unpersist()
+    raise RuntimeError(f"internal error: stratified sampling could not pick {m} rows")
+
+
+def prototypes(
+    assigned: DataFrame, stats: ClusterStats, m: int, seed: int, id_col: str, hardest: bool
+) -> Selection:
+    """The m_j rows of each cluster nearest to (or, with ``hardest``, farthest from) its center.
+
+    Ties in cost are broken by a uniform key from (id, seed), then the id. One window over the
+    (id, cluster_id, cost) rows, partitioned by cluster.
+    """
+    picks = quotas(stats, m)
+    keyed = assigned.join(F.broadcast(_stats_table(assigned, stats, picks)), on=CLUSTER_COL, how="inner")
+    keyed = keyed.withColumn(_KEY, rowrandom.jvm_uniform(id_col, seed, rowrandom.STREAM_STRATIFIED))
+    cost = F.col(COST_COL).desc() if hardest else F.col(COST_COL).asc()
+    order = Window.partitionBy(CLUSTER_COL).orderBy(cost, F.col(_KEY), F.col(id_col))
+    kept = keyed.withColumn(_RANK, F.row_number().over(order)).where(F.col(_RANK) <= F.col(_QUOTA))
+    return _persisted(_output(kept, stats, id_col))

@@ -1,0 +1,1 @@
+"""The pyspark.ml face: the ``SensitivitySampler`` Estimator, its Model, Params and persistence."""

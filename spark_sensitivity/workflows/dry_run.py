@@ -1,0 +1,87 @@
+"""--dry-run: what a selection would do and cost, from cheap facts only (row count and one row)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from spark_sensitivity.core.cluster import KMeansSettings, choose_engine, driver_heap_bytes
+from spark_sensitivity.core.localkmeans import SCORE_BLOCK_ELEMENTS
+from spark_sensitivity.core.vectors import vector_values
+from spark_sensitivity.io.publish import AtomicOutput
+from spark_sensitivity.io.redaction import redact
+from spark_sensitivity.io.runs import resolve_output
+from spark_sensitivity.workflows.select import SelectConfig, read_selection_input, resolve_strategy
+
+# Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
+# keep per-cluster estimates usable, hence k <= m / 10. k beyond sqrt(n) buys little k-means cost.
+_DRAWS_PER_CLUSTER = 10
+_POINTS_PER_CENTER = 256
+
+
+def suggested_k(n: int, m: int) -> int:
+    return max(1, min(m // _DRAWS_PER_CLUSTER, int(math.sqrt(n))))
+
+
+def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
+    """The plan of a selection run: stages, sizes, estimated work and memory, suggestions."""
+    config = resolve_strategy(resolve_output(config))
+    df = read_selection_input(spark, config)
+    n = df.count()  # Parquet answers from file footers
+    first = df.select(F.size(vector_values(df, config.vector_col)).alias("d")).where("d > 0").first()
+    if first is None:
+        raise ValueError(f"embedding column {config.vector_col!r} has no non-empty value")
+    d, k, m = int(first["d"]), config.k, config.sample_size
+    if config.fit_fraction is not None:
+        fraction = config.fit_fraction
+    elif config.points_per_center == 0:
+        fraction = 1.0
+    else:
+        fraction = min(1.0, config.points_per_center * k / max(n, 1))
+    fit_rows = int(n * fraction)
+    batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
+    score_rows = min(batch_rows, max(1, SCORE_BLOCK_ELEMENTS // k))
+    task_memory = batch_rows * d * 8 * 2 + score_rows * k * 4 + k * d * 12
+    settings = KMeansSettings(k=k, engine=config.fit_engine, driver_max_bytes=config.driver_fit_max_mb << 20)
+    engine = choose_engine(settings, fit_rows, d, driver_heap_bytes(spark))
+    where = "on the driver in numpy" if engine == "driver" else "MLlib block solver (distributed)"
+    exists = AtomicOutput(spark, config.output, config.overwrite).exists()
+    return redact(
+        {
+            "input": config.input,
+            "output": config.output,
+            "output_exists": exists,
+            "will_fail_because_output_exists": exists and not config.overwrite,
+            "run_id": config.run_id,
+            "n": n,
+            "d": d,
+            "k": k,
+            "m": m,
+            "stages": [
+                f"read: count {n} rows",
+                f"k-means: {where} on a {fraction:.4g} sample (about {fit_rows} rows, "
+                f"{fit_rows * d * 4 / 2**20:.0f} MiB as float32), "
+                f"at most {config.max_iter} iterations",
+                f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
+                f"sample: Poisson candidates (about {m + 6 * math.sqrt(m) + 10:.0f}), keep exactly {m} draws",
+                "write: subset/, clusters/, manifest.json to a staging folder, then publish by rename",
+            ],
+            "estimated_work": {
+                "kmeans_multiply_adds": fit_rows * k * d * config.max_iter,
+                "assignment_multiply_adds": n * k * d,
+                "id_uniqueness_check": "one shuffle of the id column"
+                if config.check_unique_ids
+                else "skipped",
+            },
+            "estimated_memory_per_task_bytes": task_memory,
+            "suggested": {
+                "k": suggested_k(n, m),
+                "fit_fraction": min(1.0, _POINTS_PER_CENTER * k / max(n, 1)),
+                "why": "about m/(k+1) draws land in each cluster through its 1/n_j term: keep k <= m/10; "
+                "k-means needs only a few hundred rows per center to place it",
+            },
+        }
+    )

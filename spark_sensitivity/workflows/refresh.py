@@ -1,0 +1,352 @@
+"""Incremental refresh: sample newly appended rows as a new stratum of an existing weighted subset.
+
+The previous subset is an unbiased sample of the old rows; it is kept as it is. The new rows are
+assigned to the saved centers, scored with their OWN cluster statistics and sampled on their own,
+so their weights are unbiased for the new rows. The union of the two strata is therefore unbiased
+for the whole table, and the old rows are never read. See docs/INCREMENTAL.md for the argument,
+the number of new draws, and when a full re-fit is needed instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_sensitivity.core import cluster, sample, score
+from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.core.vectors import parse_text_vectors
+from spark_sensitivity.io import lineage
+from spark_sensitivity.io.delta import delta_version, read_delta
+from spark_sensitivity.io.provenance import utc_timestamp, versions
+from spark_sensitivity.io.publish import AtomicOutput, glob_escape
+from spark_sensitivity.io.redaction import redact
+from spark_sensitivity.io.storage import read_input, read_table, write_table
+from spark_sensitivity.ml.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, check_ids, check_rows
+
+# Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
+# choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
+MAX_COST_DRIFT = 1.5
+MAX_GROWTH = 2.0
+SUBSET_FORMATS = ("parquet", "delta")
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """New rows assigned to the saved centers: ``assigned`` (id, cluster_id, cost; persisted, valid
+    rows only) and the new rows' own statistics."""
+
+    rows: DataFrame
+    assigned: DataFrame
+    stats: score.ClusterStats
+    invalid_rows: int
+    id_col: str
+
+    def release(self) -> None:
+        self.assigned.unpersist()
+
+
+def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> ScoredRows:
+    """One assignment pass and one reduce over the new rows only, under the model's centers."""
+    model._validate_columns(new_rows)
+    id_col, vector_col = model.getIdCol(), model.getFeaturesCol()
+    check_ids(new_rows, id_col, model.getCheckUniqueIds())
+    centers = np.asarray(model.clusterCenters(), dtype=np.float64)
+    assigned = cluster.assign(
+        new_rows.select(id_col, vector_col), vector_col, centers, model.getCostPower(), keep_vector=False
+    )
+    assigned = assigned.persist()
+    found = score.cluster_stats(assigned, len(centers))
+    try:
+        check_rows(assigned, found, id_col, vector_col, model.getOnInvalid())
+        if found.stats.n == 0:
+            raise ValueError("the new rows have no valid embedding")
+    except ValueError:
+        assigned.unpersist()
+        raise
+    valid = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull())
+    return ScoredRows(new_rows, valid, found.stats, found.invalid_vectors, id_col)
+
+
+def draw_new_stratum(scored: ScoredRows, draws: int, seed: int) -> sample.Draws:
+    """Exactly ``draws`` i.i.d. draws from the new rows, with sensitivities under their own stats.
+
+    Returns the drawn rows (persisted) with the new rows' columns plus cluster_id, cost,
+    sensitivity, probability, count and weight = count / (draws * probability): unbiased for sums
+    over the new rows. Per-row randomness comes from hash(id, seed), as in a full run.
+    """
+    id_col = scored.id_col
+    hashed = scored.assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
+    drawn = sample.draw(hashed, scored.stats, draws)
+    joined = drawn.frame.drop(sample.HASH_COL).join(scored.rows, on=id_col, how="inner").persist()
+    try:
+        if joined.count() != drawn.frame.count():
+            duplicated = scored.rows.groupBy(id_col).count().where("count > 1").limit(3).collect()
+            examples = ", ".join(str(row[id_col]) for row in duplicated)
+            raise ValueError(f"id column {id_col!r} of the new rows is not unique (e.g. ids {examples})")
+    except ValueError:
+        joined.unpersist()
+        raise
+    finally:
+        drawn.frame.unpersist()
+    return sample.Draws(joined, drawn.candidates, drawn.attempts)
+
+
+def merged_stats(old: score.ClusterStats, new: score.ClusterStats) -> score.ClusterStats:
+    """Sizes and costs of old and new rows together, under the same centers."""
+    return score.ClusterStats(old.sizes + new.sizes, old.costs + new.costs)
+
+
+def allocate_draws(old: score.ClusterStats, new: score.ClusterStats, old_draws: int) -> int:
+    """Draws for the new stratum: m_new = round(m_old * S_new / S_old), at least 1.
+
+    S_h is the sensitivity mass of stratum h under the statistics of the whole table,
+    S_h = Phi_h / Phi + sum_j n_hj / n_j. A single sample of the whole table puts on average this
+    share of its draws on each stratum, so the union is allocated as a fresh sample of the same
+    total size would be; new rows that cost more (drift) get proportionally more draws.
+    """
+    if old_draws < 1:
+        raise ValueError(f"the previous subset must hold at least 1 draw, got {old_draws}")
+    whole = merged_stats(old, new)
+    nonempty = whole.sizes > 0
+
+    def mass(stats: score.ClusterStats) -> float:
+        uniform = float((stats.sizes[nonempty] / whole.sizes[nonempty]).sum())
+        return uniform + (stats.total_cost / whole.total_cost if whole.total_cost > 0 else 0.0)
+
+    old_mass = mass(old)
+    if old_mass <= 0:
+        raise ValueError("the model's statistics hold no rows; fit it on the old rows first")
+    return max(1, round(old_draws * mass(new) / old_mass))
+
+
+def cost_drift(old: score.ClusterStats, new: score.ClusterStats) -> float:
+    """Mean cost per new row over mean cost per old row, under the same centers (1 = no drift)."""
+    old_mean = old.total_cost / old.n
+    new_mean = new.total_cost / new.n
+    if old_mean <= 0:
+        return 1.0 if new_mean <= 0 else math.inf
+    return new_mean / old_mean
+
+
+def refit_reasons(
+    drift: float,
+    rows_at_fit: int,
+    rows_now: int,
+    max_cost_drift: float = MAX_COST_DRIFT,
+    max_growth: float = MAX_GROWTH,
+) -> list[str]:
+    """Why a full re-fit is advised instead of further refreshes (empty: refreshing is fine)."""
+    reasons = []
+    if drift > max_cost_drift:
+        reasons.append(
+            f"the new rows cost {drift:.2f}x the old rows per row under the saved centers "
+            f"(limit {max_cost_drift})"
+        )
+    if rows_now > max_growth * rows_at_fit:
+        reasons.append(
+            f"the table has {rows_now} rows, more than {max_growth:g}x the {rows_at_fit} it had when "
+            "the centers were fitted"
+        )
+    return reasons
+
+
+def refreshed_model(
+    model: SensitivitySamplerModel, new: score.ClusterStats, record: dict[str, Any]
+) -> SensitivitySamplerModel:
+    """The same centers and params with old + new statistics, and this refresh in its history."""
+    updated = model.copy()
+    info = model.fitInfo
+    info.setdefault("rows_at_fit", model.clusterStats.n)
+    info["refreshes"] = [*info.get("refreshes", []), record]
+    updated._stats = merged_stats(model.clusterStats, new)
+    updated._info = info
+    return updated
+
+
+def _read(spark: SparkSession, source: str, fmt: str, options: dict[str, str]) -> DataFrame:
+    if fmt == "delta":
+        version = options.get("versionAsOf")
+        return read_delta(spark, source, None if version is None else int(version))
+    return read_input(spark, source, fmt, options)
+
+
+def _previous_subset(
+    spark: SparkSession, path: str, fmt: str, id_col: str
+) -> tuple[DataFrame, int, int | None]:
+    """The previous subset (pinned to its current version when Delta), its draws, and that version."""
+    if fmt not in SUBSET_FORMATS:
+        raise ValueError(f"unknown subset format {fmt!r}; expected one of {', '.join(SUBSET_FORMATS)}")
+    version = delta_version(path) if fmt == "delta" else None
+    previous = read_delta(spark, path, version) if fmt == "delta" else spark.read.parquet(glob_escape(path))
+    missing = [c for c in (id_col, sample.COUNT_COL, sample.WEIGHT_COL) if c not in previous.columns]
+    if missing:
+        raise ValueError(f"previous subset {path} has no column {missing[0]!r}; is it a subset/ output?")
+    draws = previous.agg(F.sum(sample.COUNT_COL)).first()[0]
+    if not draws:
+        raise ValueError(f"previous subset {path} holds no draws")
+    return previous, int(draws), version
+
+
+def _check_fresh_ids(new_ids: DataFrame, previous: DataFrame, id_col: str) -> None:
+    """Appended rows need ids of their own: a reused id would be counted in two strata."""
+    clashes = (
+        new_ids.select(id_col)
+        .join(F.broadcast(previous.select(id_col)), on=id_col, how="inner")
+        .limit(3)
+        .collect()
+    )
+    if clashes:
+        examples = ", ".join(str(row[id_col]) for row in clashes)
+        raise ValueError(
+            f"new rows reuse ids of the previous subset (e.g. ids {examples}); appended rows need "
+            "new ids, and a refresh must not be run twice on the same rows"
+        )
+
+
+def _check_union(subset: DataFrame, id_col: str, expected_draws: int, expected_rows: int) -> float:
+    """One row per id and every draw present in the refreshed subset; returns its weight sum."""
+    totals = subset.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct(id_col).alias("ids"),
+        F.sum(sample.COUNT_COL).alias("draws"),
+        F.sum(sample.WEIGHT_COL).alias("weights"),
+    ).first()
+    if (totals["rows"], totals["ids"], totals["draws"]) != (expected_rows, expected_rows, expected_draws):
+        raise RuntimeError(
+            f"internal error: the refreshed subset holds {totals['rows']} rows, {totals['ids']} ids "
+            f"and {totals['draws']} draws; expected {expected_rows} rows and {expected_draws} draws"
+        )
+    return float(totals["weights"])
+
+
+def run_refresh(
+    spark: SparkSession,
+    *,
+    model_path: str,
+    new_input: str,
+    previous_subset: str,
+    output: str,
+    fmt: str = "parquet",
+    input_options: dict[str, str] | None = None,
+    subset_format: str = "parquet",
+    sample_size: int | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    max_cost_drift: float = MAX_COST_DRIFT,
+    check_earlier_ids: bool = True,
+) -> dict[str, Any]:
+    """Adds a stratum of newly appended rows to a weighted subset; returns the manifest.
+
+    Reads the saved model, the previous subset and the NEW rows only. ``sample_size`` is the number
+    of new draws (default: :func:`allocate_draws`). Publishes under ``output``: model/ (same centers,
+    old + new statistics, for the next refresh) and manifest.json (draws, drift, re-fit advice), plus
+
+    subset/: the previous subset's rows unchanged plus the new stratum, as Parquet or as a new Delta
+    table (``subset_format``). The previous output is never modified. ``check_earlier_ids`` refuses
+    new rows whose ids an earlier run's input holds (one semi-join on the id column per input).
+    """
+    if sample_size is not None and sample_size < 1:
+        raise ValueError(f"--sample-size must be at least 1, got {sample_size}")
+    started = time.perf_counter()
+    model = SensitivitySamplerModel.load(model_path)
+    id_col = model.getIdCol()
+    inputs = {"--model": model_path, "--new-input": new_input, "--previous-subset": previous_subset}
+    out = AtomicOutput(spark, output, overwrite, inputs=inputs)
+    out.check_destination()
+    lineage.check_same_run(spark, model_path, previous_subset)
+    earlier = lineage.inputs_read(lineage.run_manifest(spark, model_path))
+    previous, old_draws, version = _previous_subset(spark, previous_subset, subset_format, id_col)
+    new_rows = parse_text_vectors(_read(spark, new_input, fmt, input_options or {}), model.getFeaturesCol())
+    missing = [c for c in previous.columns if c not in (*new_rows.columns, *OUTPUT_COLUMNS)]
+    if missing:
+        raise ValueError(
+            f"the new rows have no column {missing[0]!r}, which the previous subset has "
+            f"(new columns: {new_rows.columns})"
+        )
+
+    scored = score_new_rows(model, new_rows)
+    stratum: DataFrame | None = None
+    try:
+        unchecked = (
+            lineage.check_not_read_before(spark, scored.assigned, id_col, earlier, new_input)
+            if check_earlier_ids
+            else ["not checked (--skip-earlier-id-check)"]
+        )
+        _check_fresh_ids(scored.assigned, previous, id_col)
+        old_stats = model.clusterStats
+        draws = sample_size or allocate_draws(old_stats, scored.stats, old_draws)
+        drawn = draw_new_stratum(scored, draws, seed)
+        stratum = drawn.frame
+        drift = cost_drift(old_stats, scored.stats)
+        rows_now = old_stats.n + scored.stats.n
+        record = {
+            "new_input": new_input,
+            "new_rows": scored.stats.n,
+            "invalid_rows": scored.invalid_rows,
+            "draws": draws,
+            "seed": seed,
+            "cost_drift": drift if math.isfinite(drift) else None,
+        }
+        updated = refreshed_model(model, scored.stats, record)
+        reasons = refit_reasons(drift, updated.fitInfo["rows_at_fit"], rows_now, max_cost_drift)
+
+        # The subset keeps its schema (a Delta table demands it): new columns take the old types.
+        new_part = stratum.select(*[F.col(c).cast(previous.schema[c].dataType) for c in previous.columns])
+        expected_rows = previous.count() + new_part.count()
+        union = previous.unionByName(new_part)
+        write_table(union, out.path("subset"), subset_format)
+        union = read_table(spark, out.path("subset"), subset_format)
+        weight_sum = _check_union(union, id_col, old_draws + draws, expected_rows)
+        updated.write().save(out.path("model"))
+        manifest = {
+            "parameters": {
+                "model": model_path,
+                "new_input": new_input,
+                "format": fmt,
+                "previous_subset": previous_subset,
+                "subset_format": subset_format,
+                "sample_size": sample_size,
+                "seed": seed,
+                "max_cost_drift": max_cost_drift,
+            },
+            "subset": out.destination + "/subset",
+            "previous_subset_version": version,
+            "inputs": [*earlier, {"path": new_input, "format": fmt}],
+            "earlier_inputs_unchecked": unchecked,
+            "n_old": old_stats.n,
+            "n_new": scored.stats.n,
+            "n": rows_now,
+            "new_invalid_rows": scored.invalid_rows,
+            "m_old": old_draws,
+            "m_new": draws,
+            "m": old_draws + draws,
+            "subset_rows": expected_rows,
+            "sum_of_weights": weight_sum,
+            "cost_drift": record["cost_drift"],
+            "mean_cost_old": old_stats.total_cost / old_stats.n,
+            "mean_cost_new": scored.stats.total_cost / scored.stats.n,
+            "refit_advised": bool(reasons),
+            "refit_reasons": reasons,
+            "sampling": {"candidates": drawn.candidates, "attempts": drawn.attempts},
+            "total_seconds": round(time.perf_counter() - started, 3),
+            "versions": versions(spark),
+            "created": utc_timestamp(),
+            "output": out.destination,
+        }
+        manifest = redact(manifest)
+        out.write_json("manifest.json", manifest)
+        out.publish()
+    except BaseException:
+        out.abort()
+        raise
+    finally:
+        scored.release()
+        if stratum is not None:
+            stratum.unpersist()
+    return manifest
