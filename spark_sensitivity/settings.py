@@ -72,6 +72,7 @@ class Setting:
     param: str | None = None  # the Param of the pyspark.ml face
     required: bool = False
     metavar: str | None = None
+    argname: str | None = None  # the argparse name (and config-file key) when not the flag's
 
     @property
     def option(self) -> str:
@@ -80,7 +81,7 @@ class Setting:
     @property
     def dest(self) -> str:
         """The argparse attribute the flag fills."""
-        return self.option.lstrip("-").replace("-", "_")
+        return self.argname or self.option.lstrip("-").replace("-", "_")
 
     def problem(self, value: Any, shown: str | None = None) -> str | None:
         """What is wrong with ``value`` ('must be at least 1, got 0'), or None; ``shown`` is how the
@@ -437,6 +438,7 @@ class SelectConfig(InputSettings, ClusteringSettings, RunSettings, DedupSettings
         kind=float,
         low=0,
         flag="--lambda",
+        argname="loss_lambda",
     )
     uniform_share: float = setting(
         DEFAULT_UNIFORM_SHARE,
