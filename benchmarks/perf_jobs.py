@@ -1,0 +1,99 @@
+"""How many Spark jobs, stages and passes over the input one select run costs (issue: the fixed cost).
+
+Unlike timings, these counts do not depend on the machine's load. The run goes through the
+project's ``run_select`` in one local[2] session with the UI's REST API on, and every stage of the
+run is read back from it: a stage whose input records reach the table's row count is a pass over the
+input (a scan of the Parquet files; reads of persisted data are not input).
+
+    python benchmarks/perf_jobs.py                     # 400,000 x 64 blobs, k = 200, m = 5,000
+    python benchmarks/perf_jobs.py --rows 50000 --dim 16 --k 50 --m 1000
+
+Prints one JSON object: jobs, stages, tasks, input passes, the job descriptions in order, and the
+run's own stage timings from the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.workflows.select import run_select
+
+GROUP = "perf-jobs-select"
+
+
+def _api(spark, path: str) -> list[dict]:
+    base = spark.sparkContext.uiWebUrl
+    app = spark.sparkContext.applicationId
+    with urllib.request.urlopen(f"{base}/api/v1/applications/{app}/{path}") as reply:
+        return json.load(reply)
+
+
+def _call(name: str) -> str:
+    """'fit at /some/where/select.py:237' -> 'fit at select.py:237' (no machine paths in reports)."""
+    call, _, place = name.partition(" at ")
+    return f"{call} at {Path(place).name}" if place else call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=400_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--k", type=int, default=200)
+    parser.add_argument("--m", type=int, default=5_000)
+    parser.add_argument(
+        "--workdir", default=None, help="where the data and output go (default: a temporary folder)"
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "true")
+        .config("spark.ui.port", "0")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "6g")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        data = Path(work) / "data"
+        write_gaussian_mixture(data, args.rows, args.dim, clusters=max(args.k // 4, 2), seed=0)
+        spark.sparkContext.setJobGroup(GROUP, "select")
+        manifest = run_select(
+            spark,
+            SelectConfig(
+                input=str(data), output=str(Path(work) / "out"), sample_size=args.m, k=args.k, seed=0
+            ),
+        )
+        jobs = [j for j in _api(spark, "jobs") if j.get("jobGroup") == GROUP]
+        stage_ids = {s for j in jobs for s in j["stageIds"]}
+        stages = [s for s in _api(spark, "stages") if s["stageId"] in stage_ids and s["status"] == "COMPLETE"]
+        passes = [s for s in stages if s.get("inputRecords", 0) >= args.rows]
+        report = {
+            "rows": args.rows,
+            "dim": args.dim,
+            "k": args.k,
+            "m": args.m,
+            "jobs": len(jobs),
+            "stages_run": len(stages),
+            "stages_skipped": sum(j.get("numSkippedStages", 0) for j in jobs),
+            "tasks": sum(s["numTasks"] for s in stages),
+            "input_passes": len(passes),
+            "input_pass_stages": [_call(s["name"]) for s in sorted(passes, key=lambda s: s["stageId"])],
+            "job_calls": Counter(_call(j["name"]) for j in jobs),
+            "timings": manifest["timings"],
+        }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
