@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 
 from spark_sensitivity.core.dedupkernel import ClusterDeduper, normalize_rows
 from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
-from spark_sensitivity.workflows.dedup import DedupConfig, run_dedup
+from spark_sensitivity.settings import DedupConfig
+from spark_sensitivity.workflows.dedup import run_dedup
 
 
 def plant(

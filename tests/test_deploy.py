@@ -31,7 +31,8 @@ import yaml
 from conftest import REPO
 from packaging.requirements import Requirement
 
-from spark_sensitivity.cli.app import add_select_arguments, build_parser
+from spark_sensitivity.cli.app import build_parser
+from spark_sensitivity.cli.select import add_select_arguments
 
 DEPLOY = REPO / "deploy"
 DISTRIBUTION = "spark-sensitivity"

@@ -11,6 +11,7 @@ from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
+from spark_sensitivity.cli import evaluate as evaluate_cli
 from spark_sensitivity.core import sample
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.workflows import evaluate
@@ -100,13 +101,13 @@ def test_evaluate_job_writes_its_report(spark, loss_table, tmp_path):
         tmp_path / "table.parquet",
     )
     parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    evaluate_cli.add_evaluate_arguments(parser)
     out = tmp_path / "report"
     args = parser.parse_args(
         ["--input", str(tmp_path / "table.parquet"), "--scheme", "uniform", "--scheme", "stratified",
          "--sample-sizes", "20,80", "--seeds", "10", "--k", "4", "--output", str(out)]
     )  # fmt: skip
-    report = evaluate.run_evaluate(spark, evaluate.config_from_args(args))
+    report = evaluate.run_evaluate(spark, evaluate_cli.config_from_args(args))
     written = json.loads((out / "evaluation.json").read_text())
     assert written["n"] == N and written["true_mean"] == pytest.approx(losses.mean())
     assert [(r["scheme"], r["sample_size"]) for r in written["results"]] == [

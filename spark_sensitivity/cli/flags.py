@@ -1,42 +1,106 @@
-"""Flags every command shares: KEY=VALUE options, --spark-conf, --quiet/--verbose and --config."""
+"""Command-line flags: those derived from the declared settings (``spark_sensitivity.settings``), and
+the ones every command shares (KEY=VALUE options, --spark-conf, --remote, --quiet/--verbose)."""
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-# Spark hashes the seed as a signed 64-bit literal; numpy wants it non-negative.
-MAX_SEED = 2**63 - 1
-# Draw counts and indexes are 32-bit integers in the subset's schema.
-MAX_SAMPLE_SIZE = 2**31 - 1
+from spark_sensitivity.settings import MAX_SEED, Setting, settings_of
+
+Config = TypeVar("Config")
 
 
-def number(
-    kind: type, low: float | None = None, high: float | None = None, *, above: bool = False
-) -> Callable[[str], int | float]:
-    """An argparse type: an int or a finite float in [low, high] ((low, high] when ``above``)."""
+def argument_type(declared: Setting) -> Callable[[str], Any]:
+    """The argparse type of a setting: parses and checks with the declaration."""
 
-    def parse(text: str) -> int | float:
+    def parse(text: str) -> Any:
         try:
-            value = kind(text)
-        except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-        if low is not None and (value < low or (above and value == low)):
-            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low}, got {text}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
-        return value
+            return declared.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    parse.__name__ = kind.__name__
+    parse.__name__ = declared.kind.__name__  # argparse names the type in "invalid int value"
     return parse
 
 
-def seed_type() -> Callable[[str], int | float]:
+def number(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False):
+    """An argparse type for a flag that is not a declared setting: an int or a finite float in
+    [low, high] ((low, high] when ``above``)."""
+    return argument_type(Setting("value", None, "", "", kind=kind, low=low, high=high, above=above))
+
+
+def seed_type() -> Callable[[str], Any]:
     return number(int, 0, MAX_SEED)
+
+
+def _help(declared: Setting, required: bool) -> str:
+    if required:
+        return f"{declared.help} (required)"
+    if declared.kind in (bool, dict) or declared.default is None:
+        return declared.help
+    return f"{declared.help} (default: {declared.default})"
+
+
+def add_setting(group: argparse._ActionsContainer, declared: Setting, required: bool | None = None) -> None:
+    """The flag of one declared setting; ``required`` overrides the declaration's (for the help)."""
+    required = declared.required if required is None else required
+    if declared.kind is dict:
+        add_key_values(group, declared.option, declared.help)
+    elif declared.kind is bool:
+        group.add_argument(declared.option, action="store_true", help=_help(declared, required))
+    else:
+        group.add_argument(
+            declared.option,
+            dest=declared.dest,
+            type=argument_type(declared),
+            choices=declared.choices,
+            default=None if required else declared.default,
+            metavar=declared.metavar,
+            help=_help(declared, required),
+        )
+
+
+def add_settings(
+    parser: argparse.ArgumentParser,
+    config: type,
+    groups: Iterable[str],
+    helps: dict[str, str] | None = None,
+) -> dict[str, argparse._ArgumentGroup]:
+    """The flags of every setting of ``config``, in argument groups ordered as ``groups`` (every
+    group the settings use must be named there); ``helps`` replaces the help of some settings.
+    Returns the groups, so a command can add flags of its own to them."""
+    declared = settings_of(config).values()
+    unplaced = {s.group for s in declared} - set(groups)
+    if unplaced:
+        raise ValueError(f"no place for the settings of group {sorted(unplaced)[0]!r}")
+    made = {}
+    for title in groups:
+        made[title] = parser.add_argument_group(title)
+        for one in (s for s in declared if s.group == title):
+            if one.name in (helps or {}):
+                one = Setting(**{**one.__dict__, "help": helps[one.name]})
+            add_setting(made[title], one)
+    return made
+
+
+def required_flags(config: type) -> tuple[str, ...]:
+    """The argparse names of the settings ``config`` cannot do without."""
+    return tuple(s.dest for s in settings_of(config).values() if s.required)
+
+
+def config_from_args(config: type[Config], args: argparse.Namespace) -> Config:
+    """The config a command line gives: each setting read from its flag."""
+    values = {}
+    for name, declared in settings_of(config).items():
+        value = getattr(args, declared.dest)
+        if declared.kind is dict:
+            value = dict(value)
+        elif declared.inverted:
+            value = not value
+        values[name] = value
+    return config(**values)
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -7,107 +7,36 @@ row), ``kept/`` (the input's rows less the removed ones) and ``manifest.json``, 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.cli.flags import add_config, add_key_values, add_running, number, seed_type
 from spark_sensitivity.core import cluster
 from spark_sensitivity.core.dedup import (
     CROSS_COL,
     DUPLICATE_OF_COL,
-    KEEP_RULES,
     SIMILARITY_COL,
     DedupSettings,
     assign_neighbors,
     find_duplicates,
     unit_vectors,
 )
-from spark_sensitivity.core.dedupkernel import DEFAULT_BLOCK_ROWS
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact, redact_text
 from spark_sensitivity.io.runs import resolve_output
-from spark_sensitivity.io.storage import INPUT_FORMATS, read_input
+from spark_sensitivity.io.storage import read_input
 from spark_sensitivity.ml.estimator import check_ids
+from spark_sensitivity.settings import DedupConfig
 
 log = logging.getLogger("spark_sensitivity")
-REQUIRED_DEDUP_FLAGS = ("input", "output", "dedup_eps")
 EXAMPLE_PAIRS = 5
-
-
-@dataclass
-class DedupConfig:
-    """Every setting of one dedup run (the CLI flags, one to one)."""
-
-    input: str
-    output: str
-    dedup_eps: float
-    k: int = 100
-    format: str = "parquet"
-    input_options: dict[str, str] = field(default_factory=dict)
-    id_col: str = "id"
-    vector_col: str = "embedding"
-    dedup_keep: str = "farthest"
-    dedup_neighbors: int = 1
-    dedup_block_rows: int = DEFAULT_BLOCK_ROWS
-    seed: int = 0
-    max_iter: int = 20
-    tol: float = 1e-4
-    init_mode: str = "k-means||"
-    init_steps: int = 2
-    fit_fraction: float | None = None
-    points_per_center: int = 256
-    fit_engine: str = "auto"
-    driver_fit_max_mb: int = 512
-    on_invalid: str = "fail"
-    check_unique_ids: bool = True
-    overwrite: bool = False
-    run_id: str | None = None
-    config_file: str | None = None
-
-
-def add_dedup_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """--dedup-eps and its companions (shared by ``dedup`` and ``select``)."""
-    group = parser.add_argument_group("semantic deduplication")
-    group.add_argument(
-        "--dedup-eps",
-        type=float,
-        default=None,
-        help="rows of one k-means cluster whose cosine similarity is at least 1 - E are near-duplicates; "
-        "one of each group is kept"
-        + (" (required)" if required else "; select then draws from the kept rows"),
-    )
-    group.add_argument(
-        "--dedup-keep",
-        default="farthest",
-        choices=KEEP_RULES,
-        help="which row of a group is kept: rows are taken farthest from the cluster center first "
-        "(SemDeDup's default) or nearest first, and a row is removed when it is that similar to an "
-        "earlier kept row (default: farthest)",
-    )
-    group.add_argument(
-        "--dedup-neighbors",
-        type=int,
-        default=1,
-        choices=(1, 2),
-        help="2: also compare every kept row with the kept rows of its second-nearest cluster, which "
-        "finds most duplicates split across two clusters, for about twice the comparisons (default: 1)",
-    )
-    group.add_argument(
-        "--dedup-block-rows",
-        type=int,
-        default=DEFAULT_BLOCK_ROWS,
-        help=f"rows compared at once; bounds a task's similarity matrix (default: {DEFAULT_BLOCK_ROWS})",
-    )
 
 
 def settings_from(config: Any) -> DedupSettings:
@@ -287,104 +216,3 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
         out.abort()
         raise
     return manifest
-
-
-def add_dedup_command_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``spark-sensitivity dedup`` (input and k-means flags as in ``select``)."""
-    add_config(parser, " (dedup-eps: 0.05)")
-    data = parser.add_argument_group("input")
-    data.add_argument("--input", help="input path, or a catalog table name with --format table (required)")
-    data.add_argument(
-        "--format", default="parquet", choices=INPUT_FORMATS, help="input format (default: parquet)"
-    )
-    add_key_values(data, "--input-option", "a reader option, repeatable (e.g. sep=;)")
-    data.add_argument("--id-col", default="id", help="unique, non-null row id column (default: id)")
-    data.add_argument("--vector-col", default="embedding", help="embedding column (default: embedding)")
-    data.add_argument(
-        "--on-invalid",
-        default="fail",
-        choices=("fail", "skip"),
-        help="rows with a null, wrong-length or non-finite embedding: fail (default) or skip them "
-        "(left out of kept/ and counted)",
-    )
-    data.add_argument("--skip-id-check", action="store_true", help="do not check that ids are unique")
-    method = parser.add_argument_group("clustering (as in select)")
-    method.add_argument(
-        "--k", type=number(int, 1), default=100, help="k-means clusters of the unit embeddings (default: 100)"
-    )
-    method.add_argument(
-        "--seed",
-        type=seed_type(),
-        default=0,
-        help="seeds the fit sample, k-means and tie-breaks (default: 0)",
-    )
-    method.add_argument(
-        "--max-iter", type=number(int, 1), default=20, help="k-means iterations at most (default: 20)"
-    )
-    method.add_argument(
-        "--tol", type=number(float, 0), default=1e-4, help="k-means tolerance (default: 1e-4)"
-    )
-    method.add_argument("--init-mode", default="k-means||", choices=("k-means||", "random"))
-    method.add_argument("--init-steps", type=number(int, 1), default=2, help="k-means|| steps (default: 2)")
-    method.add_argument(
-        "--fit-fraction",
-        type=number(float, 0, 1, above=True),
-        default=None,
-        help="fit k-means on this fraction, in (0, 1]",
-    )
-    method.add_argument(
-        "--points-per-center",
-        type=int,
-        default=256,
-        help="fit on about this many rows per center (default: 256)",
-    )
-    method.add_argument("--fit-engine", default="auto", choices=cluster.ENGINES)
-    method.add_argument("--driver-fit-max-mb", type=number(int, 0), default=512)
-    add_dedup_arguments(parser, required=True)
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "--output",
-        help="output folder (required): duplicates/, kept/ and manifest.json appear together or not at all",
-    )
-    output.add_argument("--run-id", help="run id for the manifest and {run_id} (default: a new one)")
-    output.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    add_running(parser)
-
-
-def config_from_args(args: argparse.Namespace) -> DedupConfig:
-    return DedupConfig(
-        input=args.input,
-        output=args.output,
-        dedup_eps=args.dedup_eps,
-        k=args.k,
-        format=args.format,
-        input_options=dict(args.input_option),
-        id_col=args.id_col,
-        vector_col=args.vector_col,
-        dedup_keep=args.dedup_keep,
-        dedup_neighbors=args.dedup_neighbors,
-        dedup_block_rows=args.dedup_block_rows,
-        seed=args.seed,
-        max_iter=args.max_iter,
-        tol=args.tol,
-        init_mode=args.init_mode,
-        init_steps=args.init_steps,
-        fit_fraction=args.fit_fraction,
-        points_per_center=args.points_per_center,
-        fit_engine=args.fit_engine,
-        driver_fit_max_mb=args.driver_fit_max_mb,
-        on_invalid=args.on_invalid,
-        check_unique_ids=not args.skip_id_check,
-        overwrite=args.overwrite,
-        run_id=args.run_id,
-        config_file=args.config,
-    )
-
-
-def summary_line(manifest: dict[str, Any]) -> str:
-    info = manifest["dedup"]
-    return (
-        f"removed {info['removed_rows']} near-duplicates ({info['removed_cross_cluster']} across clusters) "
-        f"of {info['input_rows']} rows at eps {info['eps']}; kept {info['kept_rows']}; "
-        f"{manifest['timings']['total_seconds']:.1f} s\noutput: {manifest['output']} (duplicates/, kept/, manifest.json)"
-    )

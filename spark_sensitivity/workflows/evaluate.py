@@ -21,7 +21,6 @@ each seed keeps exactly what ``sample.draw`` would have drawn under that seed.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -33,7 +32,7 @@ from spark_sensitivity.core import baselines, lossaware, sample
 from spark_sensitivity.core.cluster import CLUSTER_COL
 from spark_sensitivity.core.score import PROBABILITY_COL
 from spark_sensitivity.io.publish import AtomicOutput
-from spark_sensitivity.io.storage import INPUT_FORMATS, read_input
+from spark_sensitivity.io.storage import read_input
 from spark_sensitivity.ml.estimator import SensitivitySampler, SensitivitySamplerModel
 
 SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
@@ -365,85 +364,3 @@ def format_report(report: dict) -> str:
             f"{r['rmse']:>8.4f} {uniform:>8} {ratio:>6} {r['mean_relative_error']:>+8.4f}"
         )
     return "\n".join(lines)
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"sample sizes must be positive integers, got {text!r}")
-    return sizes
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``evaluate`` flags (the CLI adds --spark-conf and --quiet, as for its other commands)."""
-    parser.add_argument(
-        "--input", required=True, help="table with an id, an embedding and a loss for every row"
-    )
-    parser.add_argument(
-        "--format", default="parquet", choices=INPUT_FORMATS, help="input format (default: parquet)"
-    )
-    parser.add_argument("--id-col", default="id", help="unique row id column (default: id)")
-    parser.add_argument("--vector-col", default="embedding", help="embedding column (default: embedding)")
-    parser.add_argument("--loss-col", default="loss", help="per-row loss column (default: loss)")
-    parser.add_argument(
-        "--scheme",
-        action="append",
-        choices=SCHEMES,
-        help="selection scheme to evaluate, repeatable (default: model-free and loss-aware)",
-    )
-    parser.add_argument(
-        "--sample-sizes",
-        type=_sizes,
-        default=[100, 1000],
-        help="comma-separated m values (default: 100,1000)",
-    )
-    parser.add_argument("--seeds", type=int, default=100, help="repetitions per sample size (default: 100)")
-    parser.add_argument(
-        "--first-seed", type=int, default=0, help="seeds are first-seed, first-seed+1, ... (default: 0)"
-    )
-    parser.add_argument("--k", type=int, default=100, help="k-means clusters (default: 100)")
-    parser.add_argument("--z", type=int, default=2, choices=(1, 2), help="cost power (default: 2)")
-    parser.add_argument(
-        "--lambda",
-        dest="lam",
-        type=float,
-        default=None,
-        help="loss-aware: weight of the distance term (default: balanced, both terms carry half the mass)",
-    )
-    parser.add_argument(
-        "--uniform-share",
-        type=float,
-        default=lossaware.DEFAULT_UNIFORM_SHARE,
-        help=f"loss-aware: share of the sampling mass spread uniformly (default: {lossaware.DEFAULT_UNIFORM_SHARE}; 0 = the paper's rule)",
-    )
-    parser.add_argument("--max-iter", type=int, default=20, help="k-means iterations at most (default: 20)")
-    parser.add_argument(
-        "--points-per-center", type=int, default=256, help="k-means fit rows per center (default: 256)"
-    )
-    parser.add_argument("--output", default=None, help="folder for evaluation.json (written atomically)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-
-
-def config_from_args(args: argparse.Namespace) -> EvaluateConfig:
-    return EvaluateConfig(
-        input=args.input,
-        schemes=args.scheme or ["model-free", "loss-aware"],
-        sample_sizes=args.sample_sizes,
-        seeds=args.seeds,
-        first_seed=args.first_seed,
-        format=args.format,
-        id_col=args.id_col,
-        vector_col=args.vector_col,
-        loss_col=args.loss_col,
-        k=args.k,
-        z=args.z,
-        lam=args.lam,
-        uniform_share=args.uniform_share,
-        max_iter=args.max_iter,
-        points_per_center=args.points_per_center,
-        output=args.output,
-        overwrite=args.overwrite,
-    )

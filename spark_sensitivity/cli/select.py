@@ -1,0 +1,93 @@
+"""``spark-sensitivity select``: its flags (from the declared settings) and the command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from spark_sensitivity import settings
+from spark_sensitivity.cli.flags import add_running, add_settings, config_from_args, required_flags
+from spark_sensitivity.core import forecast
+from spark_sensitivity.io.files import is_local_path
+from spark_sensitivity.io.publish import AtomicOutput
+from spark_sensitivity.io.redaction import redact_text
+from spark_sensitivity.io.runs import resolve_output
+from spark_sensitivity.io.session import spark_session
+from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.workflows.select import input_paths, run_select
+
+GROUPS = (
+    settings.INPUT,
+    settings.CLUSTERING,
+    settings.OUTPUT,
+    settings.LOSS_AWARE_GROUP,
+    settings.FORECAST,
+    settings.EMBEDDING,
+    settings.DEDUP,
+)
+REQUIRED_SELECT_FLAGS = required_flags(SelectConfig)
+
+
+def add_select_arguments(parser: argparse.ArgumentParser) -> None:
+    """The selection flags, shared by the console script and jobs/select_subset.py."""
+    add_settings(parser, SelectConfig, GROUPS)
+    run = add_running(parser)
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (stages, n, k, d, estimated work and memory, suggested k and fit "
+        "fraction) and exit without running the heavy stages",
+    )
+
+
+def _summary(manifest: dict) -> str:
+    if "next_step" in manifest:
+        return (
+            f"wrote the {manifest['representatives']} representatives of {manifest['n']} rows\n"
+            f"output: {manifest['output']} (representatives/, clusters/, manifest.json)\n"
+            f"next: {manifest['next_step']}"
+        )
+    return (
+        f"selected {manifest['m']} draws ({manifest['subset_rows']} distinct rows) from "
+        f"{manifest['n']} rows in {manifest['nonempty_clusters']} clusters; k-means cost "
+        f"{manifest['kmeans_cost']:.6g}; sum of weights {manifest['sum_of_weights']:.1f} "
+        f"(n = {manifest['n_valid']}); {manifest['timings']['total_seconds']:.1f} s\n"
+        f"output: {manifest['output']} (subset/, clusters/, manifest.json"
+        + (", report/index.html)" if "report" in manifest else ")")
+        + _forecast_summary(manifest.get("forecast"))
+    )
+
+
+def _forecast_summary(facts: dict | None) -> str:
+    if not facts:
+        return ""
+    lines = forecast.describe(facts)
+    return (
+        f"\nforecast RMSE of the mean loss estimate at m = {facts['m']}, relative to the mean (from "
+        f"{facts['basis_rows']} {facts['source']} rows; 95 % interval):\n  " + "\n  ".join(lines)
+    )
+
+
+def _local_session_expected() -> bool:
+    """True when this command will start its own local Spark, so a plain path is a local path."""
+    master = os.environ.get("SPARK_MASTER", "local")
+    hadoop = any(os.environ.get(v) for v in ("HADOOP_CONF_DIR", "YARN_CONF_DIR"))
+    return "PYSPARK_GATEWAY_PORT" not in os.environ and master.startswith("local") and not hadoop
+
+
+def run_select_command(args: argparse.Namespace) -> int:
+    config = resolve_output(config_from_args(SelectConfig, args))
+    if not args.dry_run and _local_session_expected() and is_local_path(config.output):
+        # Refuse a bad output before paying for Spark's start.
+        AtomicOutput(None, config.output, config.overwrite, inputs=input_paths(config)).check_destination()
+    spark = spark_session("spark-sensitivity select", args.spark_conf, args.quiet, args.verbose, args.remote)
+    if args.dry_run:
+        from spark_sensitivity.workflows.dry_run import plan_select
+
+        print(json.dumps(plan_select(spark, config), indent=2))
+        return 0
+    manifest = run_select(spark, config)
+    if not args.quiet:
+        print(redact_text(_summary(manifest)))
+    return 0

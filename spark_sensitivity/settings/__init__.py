@@ -1,0 +1,87 @@
+"""Every setting of a run, declared once.
+
+A setting is a field of a config dataclass (:class:`SelectConfig`, :class:`DedupConfig`) whose
+metadata holds its help text, its check and, where the pyspark.ml face has one, its Param name. The
+command line flags (``--sample-size``), the config-file keys (``sample-size`` or ``sample_size``),
+the manifest's ``parameters`` and the Params' defaults and checks are all derived from these fields,
+so a new setting is added here and nowhere else. The choices of the settings live here too, and the
+modules that implement them import them from here.
+"""
+
+from spark_sensitivity.settings.choices import (
+    AUTO,
+    AUTO_REPRESENTATIVES_MAX_M,
+    CLUSTERING,
+    DEDUP,
+    DEFAULT_BLOCK_ROWS,
+    DEFAULT_K,
+    DEFAULT_UNIFORM_SHARE,
+    EMBEDDING,
+    ENGINES,
+    FORECAST,
+    INIT_MODES,
+    INPUT,
+    INPUT_FORMATS,
+    KEEP_RULES,
+    LOSS_AWARE,
+    LOSS_AWARE_GROUP,
+    MAX_SAMPLE_SIZE,
+    MAX_SEED,
+    MODES,
+    ON_INVALID,
+    OUTPUT,
+    OUTPUT_FORMATS,
+    PROTOTYPES,
+    REP_WEIGHTS,
+    REPRESENTATIVES,
+    SELECT_STRATEGIES,
+    SENSITIVITY,
+    STRATEGIES,
+    STRATIFIED,
+)
+from spark_sensitivity.settings.commands import DedupConfig, SelectConfig, param_settings
+from spark_sensitivity.settings.declaration import Setting, check_settings, setting, settings_of
+from spark_sensitivity.settings.shared import ClusteringFields, DedupFields, InputFields, RunFields
+
+__all__ = [
+    "AUTO",
+    "AUTO_REPRESENTATIVES_MAX_M",
+    "CLUSTERING",
+    "ClusteringFields",
+    "DEDUP",
+    "DEFAULT_BLOCK_ROWS",
+    "DEFAULT_K",
+    "DEFAULT_UNIFORM_SHARE",
+    "DedupConfig",
+    "DedupFields",
+    "EMBEDDING",
+    "ENGINES",
+    "FORECAST",
+    "INIT_MODES",
+    "INPUT",
+    "INPUT_FORMATS",
+    "InputFields",
+    "KEEP_RULES",
+    "LOSS_AWARE",
+    "LOSS_AWARE_GROUP",
+    "MAX_SAMPLE_SIZE",
+    "MAX_SEED",
+    "MODES",
+    "ON_INVALID",
+    "OUTPUT",
+    "OUTPUT_FORMATS",
+    "PROTOTYPES",
+    "REPRESENTATIVES",
+    "REP_WEIGHTS",
+    "RunFields",
+    "SELECT_STRATEGIES",
+    "SENSITIVITY",
+    "STRATEGIES",
+    "STRATIFIED",
+    "SelectConfig",
+    "Setting",
+    "check_settings",
+    "param_settings",
+    "setting",
+    "settings_of",
+]

@@ -1,0 +1,226 @@
+"""The configs of the commands: every setting of one select run and of one dedup run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spark_sensitivity.settings.choices import (
+    AUTO_REPRESENTATIVES_MAX_M,
+    CLUSTERING,
+    DEDUP,
+    DEFAULT_K,
+    DEFAULT_UNIFORM_SHARE,
+    EMBEDDING,
+    FORECAST,
+    INPUT,
+    INPUT_FORMATS,
+    LOSS_AWARE_GROUP,
+    MAX_SAMPLE_SIZE,
+    MODES,
+    OUTPUT,
+    OUTPUT_FORMATS,
+    REP_WEIGHTS,
+    SELECT_STRATEGIES,
+    SENSITIVITY,
+)
+from spark_sensitivity.settings.declaration import Setting, setting, settings_of
+from spark_sensitivity.settings.shared import (
+    ClusteringFields,
+    DedupFields,
+    InputFields,
+    RunFields,
+    seed_setting,
+)
+
+
+@dataclass(kw_only=True)
+class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
+    """Every setting of one selection run (``spark-sensitivity select``)."""
+
+    catalog_options: dict[str, str] = setting(
+        help="a property of the pyiceberg catalog for --format iceberg and --output-format iceberg, "
+        "repeatable (e.g. uri=sqlite:////data/catalog.db, warehouse=file:///data/warehouse)",
+        group=INPUT,
+        kind=dict,
+        flag="--catalog-option",
+    )
+    sample_size: int = setting(
+        help="m, the exact number of draws, with replacement; a row drawn c times appears once with count c",
+        group=CLUSTERING,
+        kind=int,
+        low=1,
+        high=MAX_SAMPLE_SIZE,
+    )
+    k: int | None = setting(
+        None,
+        f"number of k-means clusters (default: {DEFAULT_K}; the sample size for --strategy "
+        "representatives; chosen by --strategy auto)",
+        group=CLUSTERING,
+        kind=int,
+        low=1,
+        param="k",
+    )
+    strategy: str = setting(
+        SENSITIVITY,
+        "how rows are picked from the clusters: sensitivity (the paper's i.i.d. draws, unbiased), "
+        "representatives (the row nearest each center, k = sample size), stratified (a uniform subset "
+        "of each cluster, allocated by size), prototypes (per cluster the rows nearest the center, or "
+        "the farthest when the sample is at least half the table), loss-aware (the same as --mode "
+        f"loss-aware), auto (representatives up to {AUTO_REPRESENTATIVES_MAX_M} rows, stratified "
+        "above); see docs/METHOD.md",
+        group=CLUSTERING,
+        choices=SELECT_STRATEGIES,
+        param="strategy",
+    )
+    seed: int = seed_setting(
+        "seed of the fit sample, k-means init and the draws; the same input and seed give the same "
+        "subset, however the input is partitioned"
+    )
+    z: int = setting(
+        2,
+        "cost power: 2 = k-means cost ||x-c||^2, 1 = k-median cost ||x-c||",
+        group=CLUSTERING,
+        kind=int,
+        choices=(1, 2),
+        param="costPower",
+    )
+    drop_vector: bool = setting(False, "leave the embedding column out of subset/", group=OUTPUT, kind=bool)
+    output_format: str = setting(
+        "parquet",
+        "format of subset/: parquet, delta (one commit), iceberg (subset/ in Parquet, and one commit "
+        "each to the Iceberg tables --output-table and its _clusters), json, csv (embeddings as JSON "
+        "text) or orc",
+        group=OUTPUT,
+        choices=OUTPUT_FORMATS,
+    )
+    output_table: str | None = setting(
+        None,
+        "also register subset/ in the catalog under this name, after publishing (an external table "
+        "over the published files; an existing table is replaced only with --overwrite); with "
+        "--output-format iceberg, the Iceberg table namespace.table",
+        group=OUTPUT,
+    )
+    report: bool = setting(
+        False,
+        "also write report/index.html with PNG figures: cluster sizes and shares, sensitivity and "
+        "weight distributions, a 2-D projection, the k-means cost (needs the 'report' extra)",
+        group=OUTPUT,
+        kind=bool,
+    )
+    loss_col: str | None = setting(
+        None,
+        "with --report: a numeric per-row loss column; the report compares its true mean (one more "
+        "pass) with the subset's weighted estimates",
+        group=OUTPUT,
+    )
+    mode: str = setting(
+        "model-free",
+        "model-free: s_i = v_i / Phi + 1 / n_j. loss-aware: first run writes representatives/ (the row "
+        "nearest each center); give the model's loss on them with --rep-losses in a second run with "
+        "the same settings to draw with s_i = loss(r_a(i)) + lambda * ||x_i - r_a(i)||^z; subset/ then "
+        "holds the representatives and the m draws (column role)",
+        group=LOSS_AWARE_GROUP,
+        choices=MODES,
+    )
+    rep_losses: str | None = setting(
+        None,
+        "loss-aware: table of id and loss covering every row of representatives/",
+        group=LOSS_AWARE_GROUP,
+    )
+    rep_losses_format: str = setting(
+        "parquet", "format of --rep-losses", group=LOSS_AWARE_GROUP, choices=INPUT_FORMATS
+    )
+    rep_loss_col: str = setting("loss", "loss column of --rep-losses", group=LOSS_AWARE_GROUP)
+    loss_lambda: float | None = setting(
+        None,
+        "loss-aware: weight of the distance term (default: balanced, lambda = sum of proxy losses / "
+        "sum of distances, so each term carries half of the mass)",
+        group=LOSS_AWARE_GROUP,
+        kind=float,
+        low=0,
+        flag="--lambda",
+        argname="loss_lambda",
+        metavar="LAMBDA",
+    )
+    uniform_share: float = setting(
+        DEFAULT_UNIFORM_SHARE,
+        "loss-aware: share of the mass spread uniformly over the rows, so every row can be drawn and "
+        "weights stay bounded (0 = the paper's rule)",
+        group=LOSS_AWARE_GROUP,
+        kind=float,
+        low=0,
+        high=1,
+    )
+    round1: str | None = setting(
+        None,
+        "loss-aware round 2: round 1's output folder; its manifest's settings must match this run's "
+        "(default: a round-1 manifest.json in the folder holding --rep-losses, when there is one)",
+        group=LOSS_AWARE_GROUP,
+    )
+    rep_weights: str = setting(
+        "zero",
+        "loss-aware round 2: weight of a representative that was not drawn: zero (the weighted sums "
+        "stay unbiased) or cluster (its cluster's size, for training; biased estimates)",
+        group=LOSS_AWARE_GROUP,
+        choices=REP_WEIGHTS,
+    )
+    pilot_losses: str | None = setting(
+        None,
+        "table of id and loss for a uniform random pilot of rows you scored: forecast the RMSE of the "
+        "mean loss estimate of sensitivity, stratified and uniform sampling at --sample-size "
+        "(loss-aware round 2 forecasts from the representatives' losses without it)",
+        group=FORECAST,
+    )
+    pilot_losses_format: str = setting(
+        "parquet", "format of --pilot-losses", group=FORECAST, choices=INPUT_FORMATS
+    )
+    pilot_loss_col: str = setting("loss", "loss column of --pilot-losses", group=FORECAST)
+    embedder: str | None = setting(
+        None,
+        "embed the rows first: sentence-transformers, hashing, image-pca, efficientnet-lite0, "
+        "precomputed, or a class of your own as package.module:ClassName",
+        group=EMBEDDING,
+    )
+    text_col: str | None = setting(None, "text column to embed (string)", group=EMBEDDING)
+    image_col: str | None = setting(
+        None,
+        "image column to embed: raw or encoded image bytes, a struct with a 'bytes' field, or pixel arrays",
+        group=EMBEDDING,
+    )
+    embed_batch_size: int = setting(
+        64, "rows per embedder call, e.g. per model forward pass", group=EMBEDDING, kind=int, low=1
+    )
+    embed_options: dict[str, str] = setting(
+        help="an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)",
+        group=EMBEDDING,
+        kind=dict,
+        flag="--embed-option",
+    )
+
+
+@dataclass(kw_only=True)
+class DedupConfig(InputFields, ClusteringFields, RunFields, DedupFields):
+    """Every setting of one dedup run (``spark-sensitivity dedup``)."""
+
+    dedup_eps: float = setting(
+        help="rows of one k-means cluster whose cosine similarity is at least 1 - E are near-duplicates; "
+        "one of each group is kept",
+        group=DEDUP,
+        kind=float,
+        low=0,
+        high=1,
+        above=True,
+        below=True,
+        metavar="E",
+    )
+
+
+def param_settings() -> dict[str, Setting]:
+    """The settings the pyspark.ml face has Params for, by Param name: the shared input and k-means
+    settings (k defaults to 100 there), then the selection's own (z, strategy)."""
+    found: dict[str, Setting] = {}
+    for config in (InputFields, ClusteringFields, SelectConfig):
+        for declared in settings_of(config).values():
+            if declared.param and declared.param not in found:
+                found[declared.param] = declared
+    return found

@@ -1,0 +1,114 @@
+"""How a setting is declared (a config dataclass field with metadata) and checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its field name, default, help and check, and how the CLI and Params name it."""
+
+    name: str
+    default: Any
+    help: str
+    group: str
+    kind: type = str  # int, float, str, bool (a switch) or dict (repeatable KEY=VALUE)
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # low itself is excluded
+    below: bool = False  # high itself is excluded
+    flag: str | None = None  # the flag when it is not --name-with-dashes
+    inverted: bool = False  # a switch that sets the setting to False (--skip-id-check)
+    param: str | None = None  # the Param of the pyspark.ml face
+    required: bool = False
+    metavar: str | None = None
+    argname: str | None = None  # the argparse name (and config-file key) when not the flag's
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The argparse attribute the flag fills."""
+        return self.argname or self.option.lstrip("-").replace("-", "_")
+
+    def problem(self, value: Any, shown: str | None = None) -> str | None:
+        """What is wrong with ``value`` ('must be at least 1, got 0'), or None; ``shown`` is how the
+        user wrote the value."""
+        if value is None or self.kind in (bool, dict, str) and self.choices is None:
+            return None
+        if self.choices is not None:
+            if value not in self.choices:
+                return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if self.kind is int and value != int(value):
+            return f"must be an integer, got {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {shown or value!r}"
+        if self.above and self.below and not self.low < value < self.high:
+            return f"must be in ({self.low}, {self.high}), got {shown or value}"
+        if self.low is not None and (value < self.low or (self.above and value == self.low)):
+            return f"must be {'above' if self.above else 'at least'} {self.low}, got {shown or value}"
+        if self.high is not None and (value > self.high or (self.below and value == self.high)):
+            return f"must be {'below' if self.below else 'at most'} {self.high}, got {shown or value}"
+        return None
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """``value`` when it is allowed; else ValueError naming the setting (``label`` or its flag)."""
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{label or self.option} {problem}")
+        return value
+
+    def parse(self, text: str) -> Any:
+        """The value of a command-line or config-file string; ValueError with a short reason."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            what = "an integer" if self.kind is int else "a number"
+            raise ValueError(f"expected {what}, got {text!r}") from None
+        problem = None if self.choices is not None else self.problem(value, text)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    group: str,
+    kind: type = str,
+    **declared: Any,
+) -> Any:
+    """A config field declaring its setting (the arguments of :class:`Setting` but its name)."""
+    required = default is dataclasses.MISSING
+    info = {"help": help, "group": group, "kind": kind, "required": required, **declared}
+    if kind is dict:
+        return field(default_factory=dict, metadata=info)
+    return field(default=None if required else default, metadata=info)
+
+
+def settings_of(config: type | Any) -> dict[str, Setting]:
+    """The declared settings of a config class (or instance), by field name, in declaration order."""
+    return {
+        f.name: Setting(name=f.name, default={} if f.metadata["kind"] is dict else f.default, **f.metadata)
+        for f in dataclasses.fields(config)
+    }
+
+
+def check_settings(config: Any) -> None:
+    """ValueError naming the first setting of ``config`` whose value is not allowed."""
+    for name, declared in settings_of(config).items():
+        value = getattr(config, name)
+        if declared.required and value is None:
+            raise ValueError(f"{declared.option} is required")
+        declared.check(value)
