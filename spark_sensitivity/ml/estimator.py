@@ -35,8 +35,11 @@ class SensitivitySampler(
     """Clustering-based sensitivity sampling (Axiotis et al., ICML 2024) as a Spark ML Estimator.
 
     ``fit`` runs k-means on a deterministic sample of the rows (on the driver in numpy while the
-    sample is small, else MLlib's distributed block solver), assigns every row to its nearest center in one pass, and reduces the per-cluster sizes and
-    costs. The returned model scores rows (``transform``) and draws a weighted subset (``sample``).
+    sample is small, else MLlib's distributed block solver), assigns every row to its nearest
+    center in one pass, and reduces the per-cluster sizes and costs. The returned model scores rows
+    (``transform``) and draws a weighted subset (``sample``).
+
+    Each Param's default, help and check are declared once, in ``spark_sensitivity.settings``.
 
     Parameters
     ----------
