@@ -15,7 +15,8 @@ The package is built in layers; a module imports only from its own layer or the 
 fails when an import breaks this order, forms a circle, or reaches for another module's private name.
 """
 
-from spark_sensitivity.ml.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.ml.estimator import SensitivitySampler
+from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.version import __version__
 
 __all__ = ["SensitivitySampler", "SensitivitySamplerModel", "__version__"]

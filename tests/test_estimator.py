@@ -63,8 +63,8 @@ def test_estimator_round_trips_through_save_and_load(tmp_path):
     ("params", "message"),
     [
         ({"k": 0}, "k must be at least 1"),
-        ({"costPower": 3}, "cost power z must be 1 or 2"),
-        ({"fitFraction": 1.5}, "fitFraction must be in"),
+        ({"costPower": 3}, "costPower must be one of 1, 2, got 3"),
+        ({"fitFraction": 1.5}, "fitFraction must be at most 1, got 1.5"),
         ({"featuresCol": "missing"}, "input has no column 'missing'"),
         ({"k": 5000, "pointsPerCenter": 0}, "k=5000 is larger than the 1500 valid rows"),
     ],

@@ -3,7 +3,7 @@
 import numpy as np
 import pyarrow as pa
 
-from spark_sensitivity.core.cluster import nearest_centers
+from spark_sensitivity.core.cluster import fit_fraction, nearest_centers
 from spark_sensitivity.core.score import ClusterStats
 from spark_sensitivity.core.vectors import batch_matrix
 
@@ -51,3 +51,14 @@ def test_batch_matrix_flags_null_short_and_non_finite_rows():
     np.testing.assert_array_equal(valid, [True, False, False, False, True, False])
     np.testing.assert_array_equal(matrix[valid], [[1.0, 2.0], [3.0, 4.0]])
     assert np.isfinite(matrix).all()
+
+
+def test_fit_fraction_counts_the_rows_only_when_it_needs_them():
+    def never() -> int:
+        raise AssertionError("counted the rows")
+
+    assert fit_fraction(0.3, 256, 10, never) == 0.3
+    assert fit_fraction(None, 0, 10, never) == 1.0
+    assert fit_fraction(None, 256, 10, lambda: 25_600) == 0.1
+    assert fit_fraction(None, 256, 10, lambda: 100) == 1.0
+    assert fit_fraction(None, 256, 10, lambda: 0) == 1.0

@@ -1,6 +1,6 @@
 import numpy as np
 
-from spark_sensitivity.core import rowrandom
+from spark_sensitivity.core import rowrandom, sample
 
 
 def test_uniforms_are_open_interval_and_stream_independent():
@@ -30,3 +30,14 @@ def test_poisson_count_depends_only_on_the_row():
         [rowrandom.poisson(rates[:500], hashes[:500], 3), rowrandom.poisson(rates[500:], hashes[500:], 3)]
     )
     np.testing.assert_array_equal(whole, halves)
+
+
+def test_every_stream_has_its_own_number_and_retries_never_reach_another():
+    numbers = list(rowrandom.STREAMS.values())
+    assert len(set(numbers)) == len(numbers), rowrandom.STREAMS
+    registered = {name: value for name, value in vars(rowrandom).items() if name.startswith("STREAM_")}
+    assert sorted(registered.values()) == sorted(numbers), "a STREAM_ constant is missing from STREAMS"
+    retries = {s for attempt in range(1, sample.MAX_ATTEMPTS) for s in rowrandom.draw_streams(attempt)}
+    assert rowrandom.draw_streams(0) == (rowrandom.STREAM_DRAW_COUNT, rowrandom.STREAM_DRAW_ORDER)
+    assert not retries & set(numbers)
+    assert len(retries) == 2 * (sample.MAX_ATTEMPTS - 1)

@@ -5,8 +5,8 @@
   allocation), weight n_j / m_j (the classical stratified estimator, unbiased).
 - k-center greedy: farthest-first traversal on a uniform pool of rows brought to the driver.
 - margin and entropy: the m rows the model is least sure of, from per-row class probabilities.
-- leverage scores for least squares: exact l_i = a_i^T (A^T A)^+ a_i, the Gram matrix reduced
-  distributed; i.i.d. sampling proportional to any score column through ``sample.draw``.
+- leverage scores for least squares: exact l_i = a_i^T (A^T A)^+ a_i (module ``leverage``), the Gram
+  matrix reduced distributed; i.i.d. sampling proportional to any score column through ``sample.draw``.
 
 Every random choice is a hash of (id, seed), so results do not depend on partitioning. Selectors
 without sampling weights (k-center, margin, entropy) give every row the weight n/m, so weighted sums
@@ -16,28 +16,28 @@ still scale to the table (without any unbiasedness guarantee).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, DoubleType, FloatType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, FloatType
 
-from spark_sensitivity.core import sample
+from spark_sensitivity.core import rowrandom, sample
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+
+# Leverage scores are a baseline too; they stay importable from here.
+from spark_sensitivity.core.leverage import LEVERAGE_COL as LEVERAGE_COL
+from spark_sensitivity.core.leverage import leverage_scores as leverage_scores
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.score import PROBABILITY_COL
 from spark_sensitivity.core.vectors import batch_matrix, vector_values
 
 SEED_COL = "seed"
 WEIGHT_COL = sample.WEIGHT_COL
-LEVERAGE_COL = "leverage"
 MARGIN_COL = "margin"
 ENTROPY_COL = "entropy"
-# The baselines' own hash stream, unrelated to the streams the sensitivity sampler uses.
-STREAM_BASELINE = 4
 _KEY = "__ss_key"
 _STRATUM = "__ss_stratum"
 _QUOTA = "__ss_quota"
@@ -47,7 +47,7 @@ _VECTOR_TMP = "__ss_vector"
 
 def _seed_key(id_col: str, seed: Column) -> Column:
     """A uniform in [0, 1) per (row, seed), as ``rowrandom.jvm_uniform`` with an int seed column."""
-    hashed = F.xxhash64(F.col(id_col), seed, F.lit(STREAM_BASELINE))
+    hashed = F.xxhash64(F.col(id_col), seed, F.lit(rowrandom.STREAM_BASELINE))
     return hashed.bitwiseAND(F.lit((1 << 53) - 1)).cast("double") / float(1 << 53)
 
 
@@ -306,59 +306,6 @@ def entropy(
     )
     value = F.aggregate(terms, F.lit(0.0), lambda acc, x: acc + x)
     return _least_sure(frame, id_col, prob_col, m, value, ENTROPY_COL, False, exclude)
-
-
-def gram_matrix(frame: DataFrame, vector_col: str, id_col: str) -> np.ndarray:
-    """A^T A over the rows' vectors, reduced distributed (one d x d partial sum per Arrow batch)."""
-    work = frame.select(
-        F.col(id_col), vector_values(frame, vector_col).cast("array<double>").alias(_VECTOR_TMP)
-    )
-    dim = len(work.select(_VECTOR_TMP).where(F.col(_VECTOR_TMP).isNotNull()).first()[0])
-
-    def partial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            matrix, valid = batch_matrix(batch.column(_VECTOR_TMP), dim)
-            gram = matrix[valid].T @ matrix[valid]
-            invalid_ids = batch.column(id_col).filter(pa.array(~valid)).slice(0, 3).cast(pa.string())
-            yield pa.RecordBatch.from_pydict(
-                {
-                    "gram": [gram.ravel().tolist()],
-                    "invalid": [int((~valid).sum())],
-                    "examples": [invalid_ids.to_pylist()],
-                }
-            )
-
-    rows = work.mapInArrow(partial, "gram array<double>, invalid long, examples array<string>").collect()
-    invalid = sum(r["invalid"] for r in rows)
-    if invalid:
-        examples = [e for r in rows for e in r["examples"]][:3]
-        raise ValueError(
-            f"vector column {vector_col!r} has {invalid} rows that are null, of the wrong length or not "
-            f"finite (e.g. ids {', '.join(examples)})"
-        )
-    return np.sum([np.array(r["gram"]).reshape(dim, dim) for r in rows], axis=0)
-
-
-def leverage_scores(frame: DataFrame, id_col: str, vector_col: str) -> DataFrame:
-    """Exact leverage scores l_i = a_i^T (A^T A)^+ a_i: (id, leverage). They sum to rank(A).
-
-    Two passes: the Gram matrix (d x d to the driver, pseudo-inverted there), then one map.
-    """
-    inverse = np.linalg.pinv(gram_matrix(frame, vector_col, id_col), hermitian=True)
-    dim = inverse.shape[0]
-    work = frame.select(F.col(id_col), vector_values(frame, vector_col).alias(_VECTOR_TMP))
-    schema = StructType([frame.schema[id_col], StructField(LEVERAGE_COL, DoubleType())])
-
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            matrix, _ = batch_matrix(batch.column(_VECTOR_TMP), dim)
-            matrix = matrix.astype(np.float64)
-            lev = np.einsum("ij,ij->i", matrix @ inverse, matrix)
-            yield pa.RecordBatch.from_arrays(
-                [batch.column(id_col), pa.array(lev)], names=[id_col, LEVERAGE_COL]
-            )
-
-    return work.mapInArrow(score, schema)
 
 
 @dataclass(frozen=True)

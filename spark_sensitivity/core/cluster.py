@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, S
 from spark_sensitivity.core import localkmeans, rowrandom
 from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.settings import ENGINES as ENGINES
 
 CLUSTER_COL = "cluster_id"
 COST_COL = "cost"
@@ -32,7 +33,6 @@ _FEATURES_TMP = "__ss_features"
 _HASH_TMP = "__ss_fit_hash"
 # Fixed so the fit sample's partitioning (and so MLlib's k-means) never depends on the input's.
 _FIT_ROWS_PER_PARTITION = 20_000
-ENGINES = ("auto", "driver", "mllib")
 # The driver engine holds about four copies of the sample (the JVM's Arrow batches, the Arrow table,
 # the matrix, its transpose): 'auto' keeps the sample under a quarter of the driver's JVM heap.
 _DRIVER_HEAP_SHARE = 4
@@ -60,6 +60,17 @@ class KMeansFit:
     iterations: int
     training_cost: float
     engine: str
+
+
+def fit_fraction(fraction: float | None, points_per_center: int, k: int, rows: Callable[[], int]) -> float:
+    """The fraction of rows k-means is fitted on: ``fraction`` when given, all rows when
+    ``points_per_center`` is 0, else about ``points_per_center * k`` rows. ``rows`` counts the input
+    (a pass over it), called only in that last case; no rows count as one."""
+    if fraction is not None:
+        return fraction
+    if points_per_center == 0:
+        return 1.0
+    return min(1.0, points_per_center * k / max(rows(), 1))
 
 
 def fit_sample(df: DataFrame, id_col: str, vector_col: str, fraction: float, seed: int) -> DataFrame:

@@ -50,8 +50,8 @@ from spark_sensitivity.core.dedupkernel import (
     normalize_rows,
 )
 from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.settings import KEEP_RULES as KEEP_RULES
 
-KEEP_RULES = ("farthest", "nearest")
 DUPLICATE_OF_COL = "duplicate_of"
 SIMILARITY_COL = "similarity"
 CROSS_COL = "cross_cluster"
@@ -259,7 +259,6 @@ def across_neighbors(
     """Stage 2 (neighbors=2): every kept row is also compared with the kept rows of its
     second-nearest cluster; of each near-duplicate pair found, the row of the higher cluster id is
     removed (cross_cluster = true), naming the most similar row of the lower cluster."""
-    id_type = _arrow_type(kept, id_col)
     members = kept.select(
         id_col, vector_col, F.col(CLUSTER_COL).alias(_HOME), F.col(CLUSTER_COL), F.lit(False).alias(_GUEST)
     )
@@ -283,16 +282,7 @@ def across_neighbors(
             StructField(SIMILARITY_COL, DoubleType()),
         ]
     )
-    arrow_edges = pa.schema(
-        [
-            pa.field("guest", id_type),
-            pa.field("guest_cluster", pa.int32()),
-            pa.field("member", id_type),
-            pa.field("member_cluster", pa.int32()),
-            pa.field(SIMILARITY_COL, pa.float64()),
-        ]
-    )
-    threshold, step = settings.threshold, settings.block_rows
+    arrow_edges = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in edge_schema.fields])
 
     def match(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         cluster, member_ids, member_rows, m64, m32 = None, [], [], None, None
@@ -315,16 +305,9 @@ def across_neighbors(
                     m64 = np.concatenate(member_rows)
                     m32, all_members = m64.astype(np.float32), pa.concat_arrays(member_ids)
                 homes = batch.column(_HOME).slice(start, stop - start)
-                for g in range(0, len(unit), step):
-                    g64 = unit[g : g + step]
-                    g32 = g64.astype(np.float32)
-                    best, where = np.full(len(g64), -np.inf), np.zeros(len(g64), dtype=np.int64)
-                    for m in range(0, len(m64), step):
-                        pairs = close_pairs(g32, g64, m32[m : m + step], m64[m : m + step], threshold)
-                        rows, cols, sims = best_per_row(*pairs)
-                        better = sims > best[rows]
-                        best[rows[better]], where[rows[better]] = sims[better], m + cols[better]
-                    hit = np.flatnonzero(best >= threshold)
+                for g in range(0, len(unit), settings.block_rows):
+                    g64 = unit[g : g + settings.block_rows]
+                    hit, best, where = _best_members(g64, m32, m64, settings)
                     if hit.size:
                         yield pa.RecordBatch.from_arrays(
                             [
@@ -337,7 +320,27 @@ def across_neighbors(
                             schema=arrow_edges,
                         )
 
-    edges = ordered.mapInArrow(match, edge_schema)
+    return _cross_removals(ordered.mapInArrow(match, edge_schema), id_col)
+
+
+def _best_members(
+    g64: np.ndarray, m32: np.ndarray, m64: np.ndarray, settings: DedupSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a block of guest rows, the most similar member row of the cluster (by blocks of members):
+    the guests with one at or above the threshold, and every guest's best similarity and member."""
+    g32, step = g64.astype(np.float32), settings.block_rows
+    best, where = np.full(len(g64), -np.inf), np.zeros(len(g64), dtype=np.int64)
+    for m in range(0, len(m64), step):
+        pairs = close_pairs(g32, g64, m32[m : m + step], m64[m : m + step], settings.threshold)
+        rows, cols, sims = best_per_row(*pairs)
+        better = sims > best[rows]
+        best[rows[better]], where[rows[better]] = sims[better], m + cols[better]
+    return np.flatnonzero(best >= settings.threshold), best, where
+
+
+def _cross_removals(edges: DataFrame, id_col: str) -> DataFrame:
+    """Of each near-duplicate pair across two clusters, the row of the higher cluster id is removed,
+    naming the most similar row of the lowest cluster it meets."""
     guest_loses = F.col("guest_cluster") > F.col("member_cluster")
     removals = edges.select(
         F.when(guest_loses, F.col("guest")).otherwise(F.col("member")).alias(id_col),

@@ -26,45 +26,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-from spark_sensitivity.core import cluster, sample
+from spark_sensitivity.core import sample
+from spark_sensitivity.core.assigned import AssignedRows
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+
+# The representatives' step; these names stay importable from here.
+from spark_sensitivity.core.representatives import DISTANCE_COL as DISTANCE_COL
+from spark_sensitivity.core.representatives import PROXY_COL as PROXY_COL
+from spark_sensitivity.core.representatives import check_loss_columns as check_loss_columns
+from spark_sensitivity.core.representatives import (
+    representative_costs,
+    representative_losses,
+    representative_vectors,
+    representatives,
+)
+from spark_sensitivity.core.representatives import with_input_columns as with_input_columns
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL
-from spark_sensitivity.core.vectors import batch_matrix, vector_values
-from spark_sensitivity.ml.estimator import SensitivitySamplerModel
+from spark_sensitivity.settings import DEFAULT_UNIFORM_SHARE, REP_WEIGHTS
 
-DISTANCE_COL = "distance"
-PROXY_COL = "proxy_loss"
 ROLE_COL = "role"
 REPRESENTATIVE = "representative"
 SAMPLE = "sample"
-REP_WEIGHTS = ("zero", "cluster")
-DEFAULT_UNIFORM_SHARE = 0.1
-_VECTOR_TMP = "__ss_vector"
 
 
-def representatives(assigned: DataFrame, id_col: str, z: int) -> DataFrame:
-    """Per non-empty cluster, the row with the smallest cost to its center: (cluster_id, id, distance).
+class FittedModel(Protocol):
+    """What loss-aware selection needs of a fitted model (``SensitivitySamplerModel`` has it),
+    declared here so that the core does not import the ml layer."""
 
-    ``assigned`` has the id, ``cluster_id`` and ``cost`` = ||x - c||^z of each row (the fit's
-    assignments). One hash aggregation: the minimum of the struct (cost, id) per cluster.
-    """
-    best = F.min(F.struct(F.col(COST_COL).alias("c"), F.col(id_col).alias("i"))).alias("best")
-    rows = assigned.where(F.col(CLUSTER_COL).isNotNull()).groupBy(CLUSTER_COL).agg(best)
-    distance = F.col("best.c") if z == 1 else F.sqrt(F.col("best.c"))
-    return rows.select(
-        F.col(CLUSTER_COL), F.col("best.i").alias(id_col), distance.alias(DISTANCE_COL)
-    ).orderBy(CLUSTER_COL)
+    def getIdCol(self) -> str: ...
+
+    def getFeaturesCol(self) -> str: ...
+
+    def getCostPower(self) -> int: ...
+
+    def clusterCenters(self) -> list[np.ndarray]: ...
+
+    def assignedRows(self, dataset: DataFrame | None = None) -> AssignedRows: ...
 
 
 @dataclass(frozen=True)
@@ -110,81 +117,6 @@ class LossAwareSensitivity:
 
     def sensitivity(self, cluster_ids: np.ndarray, costs: np.ndarray) -> np.ndarray:
         return self.proxy[cluster_ids] + self.lam * costs + self.floor
-
-
-def check_loss_columns(rep_losses: DataFrame, id_col: str, loss_col: str) -> None:
-    """A one-line ValueError naming the table's columns when the id or loss column is missing."""
-    for column, flag in ((id_col, "--id-col"), (loss_col, "--rep-loss-col")):
-        if column not in rep_losses.columns:
-            raise ValueError(
-                f"the representatives' loss table has no column {column!r} (columns: "
-                f"{', '.join(rep_losses.columns)}); name it with {flag}"
-            )
-
-
-def _representative_losses(reps: DataFrame, rep_losses: DataFrame, id_col: str, loss_col: str) -> list:
-    """The representatives with their loss; a one-line ValueError when a loss is missing or bad."""
-    check_loss_columns(rep_losses, id_col, loss_col)
-    losses = rep_losses.select(F.col(id_col), F.col(loss_col).cast("double").alias(PROXY_COL))
-    rows = reps.join(losses, on=id_col, how="left").collect()
-    missing = [r[id_col] for r in rows if r[PROXY_COL] is None]
-    if missing:
-        raise ValueError(
-            f"the loss table has no {loss_col!r} for {len(missing)} of the {reps.count()} representatives "
-            f"(e.g. ids {', '.join(map(str, missing[:3]))}); compute the model's loss on every row of representatives/"
-        )
-    bad = [r[id_col] for r in rows if not (np.isfinite(r[PROXY_COL]) and r[PROXY_COL] >= 0)]
-    if bad:
-        raise ValueError(
-            f"column {loss_col!r} has {len(bad)} negative or non-finite losses for representatives "
-            f"(e.g. ids {', '.join(map(str, bad[:3]))})"
-        )
-    if len({r[id_col] for r in rows}) != len(rows):
-        raise ValueError(f"the loss table repeats ids of representatives in column {id_col!r}")
-    return sorted(rows, key=lambda r: r[CLUSTER_COL])
-
-
-def representative_costs(
-    df: DataFrame,
-    id_col: str,
-    vector_col: str,
-    centers: np.ndarray,
-    rep_vectors: np.ndarray,
-    rep_clusters: np.ndarray,
-    z: int,
-) -> DataFrame:
-    """(id, cluster_id, cost = ||x - r_a(x)||^z) for every valid row, in one mapInArrow pass.
-
-    a(x) is the nearest center among the clusters that have a representative (the others are empty
-    in the data the representatives were taken from).
-    """
-    centers_with_rep = centers[rep_clusters]
-    dim = centers.shape[1]
-    work = df.select(F.col(id_col), vector_values(df, vector_col).alias(_VECTOR_TMP))
-    schema = StructType(
-        [df.schema[id_col], StructField(CLUSTER_COL, IntegerType()), StructField(COST_COL, DoubleType())]
-    )
-
-    def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            matrix, valid = batch_matrix(batch.column(_VECTOR_TMP), dim)
-            index, _ = cluster.nearest_centers(matrix[valid], centers_with_rep, z)
-            diff = matrix[valid].astype(np.float64) - rep_vectors[index]
-            cost = np.einsum("ij,ij->i", diff, diff)
-            cost = np.sqrt(cost) if z == 1 else cost
-            ids = batch.column(id_col).filter(pa.array(valid))
-            yield pa.RecordBatch.from_arrays(
-                [ids, pa.array(rep_clusters[index].astype(np.int32)), pa.array(cost)],
-                schema=pa.schema(
-                    [
-                        pa.field(id_col, ids.type),
-                        pa.field(CLUSTER_COL, pa.int32()),
-                        pa.field(COST_COL, pa.float64()),
-                    ]
-                ),
-            )
-
-    return work.mapInArrow(score, schema)
 
 
 @dataclass
@@ -300,7 +232,7 @@ class LossAwareSelection:
 
 
 def prepare(
-    model: SensitivitySamplerModel,
+    model: FittedModel,
     rep_losses: DataFrame,
     loss_col: str = "loss",
     lam: float | None = None,
@@ -315,33 +247,40 @@ def prepare(
     with the id column and ``loss_col`` covering every representative (other rows are ignored).
     """
     id_col, vector_col, z = model.getIdCol(), model.getFeaturesCol(), model.getCostPower()
-    source, assigned = _source_and_assignments(model, dataset)
-    reps = _representative_losses(representatives(assigned, id_col, z), rep_losses, id_col, loss_col)
-    rep_clusters = np.array([r[CLUSTER_COL] for r in reps], dtype=np.int64)
-    centers = np.array(model.clusterCenters(), dtype=np.float64)
-    rep_vectors = _vectors_of(source, id_col, vector_col, reps, centers.shape[1])
-
-    scored = representative_costs(source, id_col, vector_col, centers, rep_vectors, rep_clusters, z).persist()
-    k = len(centers)
-    sizes, distance_costs = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
-    for row in scored.groupBy(CLUSTER_COL).agg(F.count(F.lit(1)), F.sum(COST_COL)).collect():
-        sizes[row[0]], distance_costs[row[0]] = row[1], row[2]
-    proxy = np.zeros(k, dtype=np.float64)
-    proxy[rep_clusters] = [r[PROXY_COL] for r in reps]
-    scorer = LossAwareSensitivity.balanced(sizes, distance_costs, proxy, lam, uniform_share)
-    if dataset is not None:
-        assigned.unpersist()
+    rows = model.assignedRows(dataset)
+    try:
+        source = rows.rows
+        reps = representative_losses(representatives(rows.assigned, id_col, z), rep_losses, id_col, loss_col)
+        rep_clusters = np.array([r[CLUSTER_COL] for r in reps], dtype=np.int64)
+        centers = np.array(model.clusterCenters(), dtype=np.float64)
+        rep_vectors = representative_vectors(source, id_col, vector_col, reps, centers.shape[1])
+        scored = representative_costs(
+            source, id_col, vector_col, centers, rep_vectors, rep_clusters, z
+        ).persist()
+        k = len(centers)
+        sizes, distance_costs = np.zeros(k, dtype=np.int64), np.zeros(k, dtype=np.float64)
+        for row in scored.groupBy(CLUSTER_COL).agg(F.count(F.lit(1)), F.sum(COST_COL)).collect():
+            sizes[row[0]], distance_costs[row[0]] = row[1], row[2]
+        proxy = np.zeros(k, dtype=np.float64)
+        proxy[rep_clusters] = [r[PROXY_COL] for r in reps]
+        scorer = LossAwareSensitivity.balanced(sizes, distance_costs, proxy, lam, uniform_share)
+    finally:
+        rows.release()
     zero_rows, example = _zero_sensitivity_rows(scored, scorer, id_col, [r[id_col] for r in reps])
     return LossAwareSelection(reps, scored, scorer, sizes, source, id_col, rep_vectors, zero_rows, example)
 
 
-def with_input_columns(
-    reps: DataFrame, source: DataFrame, id_col: str, drop_columns: tuple[str, ...] = ()
-) -> DataFrame:
-    """The representatives (cluster_id, id, distance) with the input's other columns, so a user can
-    score them without a join."""
-    carried = source.drop(*drop_columns, *(c for c in reps.columns if c != id_col))
-    return reps.join(carried, on=id_col, how="inner").orderBy(CLUSTER_COL)
+def model_representatives(model: FittedModel, dataset: DataFrame | None = None) -> DataFrame:
+    """Step 1 alone: (cluster_id, id, distance) of the training data's (or ``dataset``'s)
+    representatives; those of ``dataset`` are computed here, k rows, so its assignment is freed."""
+    rows = model.assignedRows(dataset)
+    found = representatives(rows.assigned, model.getIdCol(), model.getCostPower())
+    if rows.cache is None:
+        return found
+    try:
+        return found.sparkSession.createDataFrame(found.collect(), found.schema)
+    finally:
+        rows.release()
 
 
 def _zero_sensitivity_rows(
@@ -361,47 +300,8 @@ def _zero_sensitivity_rows(
     return int(row["rows"]), row["example"]
 
 
-def model_representatives(model: SensitivitySamplerModel, dataset: DataFrame | None = None) -> DataFrame:
-    """Step 1 alone: (cluster_id, id, distance) of the training data's (or ``dataset``'s) representatives."""
-    _, assigned = _source_and_assignments(model, dataset, persist=False)
-    return representatives(assigned, model.getIdCol(), model.getCostPower())
-
-
-def _source_and_assignments(
-    model: SensitivitySamplerModel, dataset: DataFrame | None, persist: bool = True
-) -> tuple[DataFrame, DataFrame]:
-    """The rows to select from and their (id, cluster_id, cost); new data is assigned in one pass
-    (persisted when ``persist``, as :func:`prepare` reads it twice)."""
-    if dataset is None:
-        return model.summary.dataset, model.summary.assignments
-    id_col, vector_col = model.getIdCol(), model.getFeaturesCol()
-    assigned = cluster.assign(
-        dataset.select(id_col, vector_col),
-        vector_col,
-        np.array(model.clusterCenters()),
-        model.getCostPower(),
-        keep_vector=False,
-    )
-    valid = assigned.where(F.col(CLUSTER_COL).isNotNull())
-    return dataset, valid.persist() if persist else valid
-
-
-def _vectors_of(source: DataFrame, id_col: str, vector_col: str, reps: list, dim: int) -> np.ndarray:
-    """The representatives' embeddings, in the order of ``reps`` (k rows to the driver)."""
-    ids = source.sparkSession.createDataFrame(
-        [(r[id_col],) for r in reps], StructType([StructField(id_col, source.schema[id_col].dataType)])
-    )
-    rows = (
-        source.join(F.broadcast(ids), on=id_col, how="inner")
-        .select(F.col(id_col), vector_values(source, vector_col).cast("array<double>").alias(_VECTOR_TMP))
-        .collect()
-    )
-    by_id = {row[id_col]: row[_VECTOR_TMP] for row in rows}
-    return np.array([by_id[r[id_col]] for r in reps], dtype=np.float64).reshape(len(reps), dim)
-
-
 def select_with_roles(
-    model: SensitivitySamplerModel,
+    model: FittedModel,
     rep_losses: DataFrame,
     sample_size: int,
     seed: int,

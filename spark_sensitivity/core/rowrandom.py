@@ -15,12 +15,27 @@ import numpy as np
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-# Streams keep the uses independent: the same row gets unrelated uniforms for each purpose.
-STREAM_FIT_SAMPLE = 1
-STREAM_DRAW_COUNT = 2
-STREAM_DRAW_ORDER = 3
-# Keys of the stratified strategy's within-cluster uniform subsets (and the prototypes' tie-breaks).
-STREAM_STRATIFIED = 5
+# The registry of streams: every use of per-row randomness has its own number, so the same row gets
+# unrelated uniforms for each purpose. The numbers of streams that decide a subset are part of what a
+# seed means: changing one changes the subsets of earlier seeds.
+STREAM_FIT_SAMPLE = 1  # which rows the k-means fit sees
+STREAM_DRAW_COUNT = 2  # a row's Poisson number of candidate draws
+STREAM_DRAW_ORDER = 3  # the keys that pick m of the candidates
+STREAM_BASELINE = 4  # the baselines' uniform and stratified subsets (core.baselines)
+STREAM_STRATIFIED = 5  # the stratified strategy's subsets and the prototypes' tie-breaks
+STREAM_REPORT_SAMPLE = 6  # the points the report plots
+STREAM_EMBED_FIT = 11  # the rows an embedder is fitted on (embedders.stage)
+# A retry of the draws uses fresh streams: the draw streams plus attempt * DRAW_RETRY_STRIDE.
+DRAW_RETRY_STRIDE = 1 << 8
+STREAMS = {
+    "fit_sample": STREAM_FIT_SAMPLE,
+    "draw_count": STREAM_DRAW_COUNT,
+    "draw_order": STREAM_DRAW_ORDER,
+    "baseline": STREAM_BASELINE,
+    "stratified": STREAM_STRATIFIED,
+    "report_sample": STREAM_REPORT_SAMPLE,
+    "embed_fit": STREAM_EMBED_FIT,
+}
 
 _MASK53 = (1 << 53) - 1
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -31,6 +46,12 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 def row_hash(id_col: str, seed: int) -> Column:
     """The 64-bit hash of a row's id under ``seed`` (a JVM expression, partition-invariant)."""
     return F.xxhash64(F.col(id_col), F.lit(int(seed)))
+
+
+def draw_streams(attempt: int) -> tuple[int, int]:
+    """The (count, order) streams of a draw attempt: attempt 0 uses the registered ones."""
+    shift = attempt * DRAW_RETRY_STRIDE
+    return STREAM_DRAW_COUNT + shift, STREAM_DRAW_ORDER + shift
 
 
 def jvm_uniform(id_col: str, seed: int, stream: int) -> Column:

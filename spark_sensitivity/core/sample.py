@@ -80,8 +80,7 @@ def candidates_frame(scored: DataFrame, scorer: Sensitivity, rate: float, attemp
     ``DRAW_INDEX_COL``), gives m i.i.d. draws. ``attempt`` selects fresh random streams for a retry.
     """
     total = scorer.total_sensitivity
-    count_stream = rowrandom.STREAM_DRAW_COUNT + (attempt << 8)
-    order_stream = rowrandom.STREAM_DRAW_ORDER + (attempt << 8)
+    count_stream, order_stream = rowrandom.draw_streams(attempt)
 
     def emit(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField
 
@@ -95,3 +95,25 @@ def cluster_stats(assigned: DataFrame, k: int) -> StatsPass:
             sizes[row[CLUSTER_COL]] = row["size"]
             costs[row[CLUSTER_COL]] = row["cost"]
     return StatsPass(ClusterStats(sizes, costs), invalid)
+
+
+CLUSTERS_SCHEMA = f"{CLUSTER_COL} int, size long, cost double, center array<double>"
+
+
+def clusters_frame(spark: SparkSession, centers: np.ndarray, stats: ClusterStats) -> DataFrame:
+    """The clusters table (cluster_id, size, cost, center), k rows: the output's clusters/ and a
+    saved model's data/."""
+    rows = [
+        (j, int(stats.sizes[j]), float(stats.costs[j]), [float(x) for x in center])
+        for j, center in enumerate(centers)
+    ]
+    return spark.createDataFrame(rows, CLUSTERS_SCHEMA)
+
+
+def clusters_from_rows(rows: list[Row]) -> tuple[np.ndarray, ClusterStats]:
+    """The centers and statistics of a collected clusters table, in cluster id order."""
+    ordered = sorted(rows, key=lambda row: row[CLUSTER_COL])
+    centers = np.array([row.center for row in ordered], dtype=np.float64)
+    sizes = np.array([row.size for row in ordered], dtype=np.int64)
+    costs = np.array([row.cost for row in ordered], dtype=np.float64)
+    return centers, ClusterStats(sizes, costs)

@@ -36,24 +36,25 @@ from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
 from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
 
-SENSITIVITY = "sensitivity"
-REPRESENTATIVES = "representatives"
-STRATIFIED = "stratified"
-PROTOTYPES = "prototypes"
-AUTO = "auto"
-LOSS_AWARE = "loss-aware"
-# What SensitivitySampler's ``strategy`` Param accepts; the select job also takes ``loss-aware``.
-STRATEGIES = (SENSITIVITY, REPRESENTATIVES, STRATIFIED, PROTOTYPES, AUTO)
-SELECT_STRATEGIES = (*STRATEGIES, LOSS_AWARE)
-DEFAULT_K = 100
+# The choices are declared with the settings (SensitivitySampler's ``strategy`` Param accepts
+# STRATEGIES, the select job also ``loss-aware``); they stay importable from here.
+from spark_sensitivity.settings import (
+    AUTO,
+    AUTO_REPRESENTATIVES_MAX_M,
+    DEFAULT_K,
+    PROTOTYPES,
+    REPRESENTATIVES,
+    SELECT_STRATEGIES,
+    STRATEGIES,
+    STRATIFIED,
+)
+from spark_sensitivity.settings import LOSS_AWARE as LOSS_AWARE
+from spark_sensitivity.settings import SENSITIVITY as SENSITIVITY
 
 # Prototypes keep the hardest rows from this kept fraction m / n on, the easiest below it. Sorscher
 # et al. find that keeping easy examples wins when data are scarce and hard ones when they are
 # plentiful; half of the table is the project's choice of the crossover (see docs/METHOD.md).
 PROTOTYPES_HARD_FROM = 0.5
-# auto: representatives with k = m up to this budget (one labelled row per cluster is what helps most
-# at small budgets, docs/RESULTS.md (c)); above it stratified sampling with k = DEFAULT_K clusters.
-AUTO_REPRESENTATIVES_MAX_M = 1000
 
 _KEY = "__ss_strategy_key"
 _RANK = "__ss_strategy_rank"

@@ -17,13 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
-    BinaryType,
     FloatType,
-    NumericType,
     StringType,
     StructField,
     StructType,
@@ -31,17 +29,14 @@ from pyspark.sql.types import (
 
 from spark_sensitivity.core import rowrandom
 from spark_sensitivity.core.runtime import has_jvm
-from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.embedders.base import Embedder, Invalid, build_embedder
+from spark_sensitivity.embedders.inputs import input_column, input_expression
 from spark_sensitivity.embedders.worker import count_batch, shared_model
 
 log = logging.getLogger("spark_sensitivity")
 
 ERROR_COL = "embed_error"
 _INPUT_TMP = "__ss_embed_input"
-# Independent of the selection's own streams (rowrandom.STREAM_*), so the fit sample of an
-# embedder and the k-means fit sample are unrelated.
-_STREAM_EMBED_FIT = 11
 _FIT_SEED = 0
 
 
@@ -208,7 +203,7 @@ def embed_frame(
     if on_invalid not in ("fail", "skip"):
         raise ValueError(f"on_invalid must be 'fail' or 'skip', got {on_invalid!r}")
     instance = build_embedder(embedder, options)
-    input_col = _input_column(embedder, instance, text_col, image_col, output_col)
+    input_col = input_column(embedder, instance, text_col, image_col, output_col)
     missing = [c for c in (id_col, input_col) if c not in df.columns]
     if missing:
         raise ValueError(f"input has no column {missing[0]!r} (columns: {df.columns})")
@@ -222,7 +217,7 @@ def embed_frame(
             f"input column {ERROR_COL!r} clashes with the column that flags invalid rows; rename it"
         )
 
-    work = df.withColumn(_INPUT_TMP, _input_expression(df, input_col, instance.input_kind))
+    work = df.withColumn(_INPUT_TMP, input_expression(df, input_col, instance.input_kind))
     if instance.balance_by_length:
         # Four partitions a core, longest first. Measured on 1,000 texts, 2 cores: 83 rows/s as read,
         # 117 so (8 a core: 100).
@@ -253,62 +248,6 @@ def embed_frame(
     return report.frame, report
 
 
-def _input_column(
-    name: str, embedder: Embedder, text_col: str | None, image_col: str | None, output_col: str
-) -> str:
-    kind = embedder.input_kind
-    given = {"text": text_col, "image": image_col}
-    other = {"text": "image", "image": "text"}.get(kind)
-    if other and given[other]:
-        raise ValueError(
-            f"embedder {name!r} embeds {kind}; it does not read the {other} column {given[other]!r}"
-        )
-    if kind == "vector":
-        if text_col or image_col:
-            raise ValueError(f"embedder {name!r} reads a vector column, not a text or image column")
-        return getattr(embedder, "column", None) or output_col
-    if not given[kind]:
-        raise ValueError(f"embedder {name!r} embeds {kind}: name the {kind} column (--{kind}-col)")
-    return given[kind]
-
-
-def _numeric_array(dtype: Any, depth: int) -> bool:
-    for _ in range(depth):
-        if not isinstance(dtype, ArrayType):
-            return False
-        dtype = dtype.elementType
-    return isinstance(dtype, NumericType)
-
-
-def _input_expression(df: DataFrame, column: str, kind: str) -> Column:
-    """The input column in the form the embedder reads (string, binary, float arrays)."""
-    dtype = df.schema[column].dataType
-    if kind == "text":
-        if isinstance(dtype, StringType):
-            return F.col(column)
-        raise ValueError(f"text column {column!r} has type {dtype.simpleString()}; expected string")
-    if kind == "image":
-        if isinstance(dtype, BinaryType):
-            return F.col(column)
-        if (
-            isinstance(dtype, StructType)
-            and "bytes" in dtype.fieldNames()
-            and isinstance(dtype["bytes"].dataType, BinaryType)
-        ):
-            return F.col(column).getField("bytes")
-        if _numeric_array(dtype, 1):
-            return F.col(column).cast("array<float>")
-        if _numeric_array(dtype, 2):
-            return F.col(column).cast("array<array<float>>")
-        raise ValueError(
-            f"image column {column!r} has type {dtype.simpleString()}; expected binary (raw or encoded "
-            "image bytes), a struct with a binary field 'bytes', or an array of pixel values"
-        )
-    if isinstance(dtype, StringType):  # CSV has no arrays: "[0.1, 0.2]"
-        return F.from_json(F.col(column), "array<double>")
-    return vector_values(df, column)
-
-
 def _length_partitions(work: DataFrame) -> int:
     """Four partitions a core, and never fewer than the input has (classic sessions); over Spark
     Connect, where neither is visible, the session's shuffle partitions."""
@@ -326,7 +265,9 @@ def _fit_sample(work: DataFrame, id_col: str, rows: int) -> pa.Array:
     candidates = work.select(id_col, _INPUT_TMP).where(F.col(_INPUT_TMP).isNotNull())
     if 2 * rows < total:
         fraction = 2.0 * rows / total  # twice what is needed, then cut exactly by hash order
-        candidates = candidates.where(rowrandom.jvm_uniform(id_col, _FIT_SEED, _STREAM_EMBED_FIT) < fraction)
+        candidates = candidates.where(
+            rowrandom.jvm_uniform(id_col, _FIT_SEED, rowrandom.STREAM_EMBED_FIT) < fraction
+        )
     picked = candidates.orderBy(rowrandom.row_hash(id_col, _FIT_SEED)).limit(rows).select(_INPUT_TMP)
     return picked.toArrow().column(0).combine_chunks()
 

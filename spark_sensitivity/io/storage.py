@@ -8,8 +8,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefinedType
 
 from spark_sensitivity.io.files import glob_escape
-
-INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "iceberg", "table")
+from spark_sensitivity.settings import INPUT_FORMATS as INPUT_FORMATS
+from spark_sensitivity.settings import OUTPUT_FORMATS as OUTPUT_FORMATS
 
 
 def read_input(
@@ -47,9 +47,6 @@ def read_input(
                 f"input {source} holds no {fmt} data files (only empty or hidden files such as _SUCCESS)"
             ) from error
         raise
-
-
-OUTPUT_FORMATS = ("parquet", "delta", "iceberg", "json", "csv", "orc")
 
 
 def _folder_format(fmt: str) -> str:

@@ -82,12 +82,7 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
     n_rows = df.count()
     if n_rows == 0:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
-    if config.fit_fraction is not None:
-        fraction = config.fit_fraction
-    elif config.points_per_center == 0:
-        fraction = 1.0
-    else:
-        fraction = min(1.0, config.points_per_center * config.k / n_rows)
+    fraction = cluster.fit_fraction(config.fit_fraction, config.points_per_center, config.k, lambda: n_rows)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fitFraction must be in (0, 1], got {fraction}")
     unit = df.select(id_col, unit_vectors(df, vector_col).alias(vector_col))
@@ -96,23 +91,9 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
 
     assigned = assign_neighbors(df, id_col, vector_col, fit.centers).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        invalid = assigned.where(F.col(cluster.CLUSTER_COL).isNull())
-        invalid_rows = invalid.count()
-        if invalid_rows and config.on_invalid == "fail":
-            examples = ", ".join(str(row[0]) for row in invalid.select(id_col).limit(3).collect())
-            raise ValueError(
-                f"embedding column {vector_col!r} has {invalid_rows} rows that are null, of the wrong "
-                f"length or not finite (e.g. ids {examples}); fix them, or skip them with --on-invalid skip"
-            )
+        invalid, invalid_rows = _invalid_rows(assigned, id_col, vector_col, config.on_invalid)
         dim = fit.centers.shape[1]
-        sizes = [
-            row[0]
-            for row in assigned.where(F.col(cluster.CLUSTER_COL).isNotNull())
-            .groupBy(cluster.CLUSTER_COL)
-            .count()
-            .select("count")
-            .collect()
-        ]
+        sizes = _cluster_sizes(assigned)
         with find_duplicates(assigned, id_col, vector_col, dim, settings) as found:
             found.write.parquet(duplicates_path)
     finally:
@@ -153,6 +134,25 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
         info["dedup_seconds"],
     )
     return kept, info
+
+
+def _invalid_rows(assigned: DataFrame, id_col: str, vector_col: str, policy: str) -> tuple[DataFrame, int]:
+    """The rows with an invalid embedding and their count; a ValueError when the policy is 'fail'."""
+    invalid = assigned.where(F.col(cluster.CLUSTER_COL).isNull())
+    count = invalid.count()
+    if count and policy == "fail":
+        examples = ", ".join(str(row[0]) for row in invalid.select(id_col).limit(3).collect())
+        raise ValueError(
+            f"embedding column {vector_col!r} has {count} rows that are null, of the wrong "
+            f"length or not finite (e.g. ids {examples}); fix them, or skip them with --on-invalid skip"
+        )
+    return invalid, count
+
+
+def _cluster_sizes(assigned: DataFrame) -> list[int]:
+    """The sizes of the non-empty clusters (k numbers to the driver)."""
+    valid = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull())
+    return [row[0] for row in valid.groupBy(cluster.CLUSTER_COL).count().select("count").collect()]
 
 
 def summarize(duplicates: DataFrame, id_col: str) -> dict[str, Any]:

@@ -8,18 +8,20 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core.cluster import KMeansSettings, choose_engine, driver_heap_bytes
+from spark_sensitivity.core.cluster import KMeansSettings, choose_engine, driver_heap_bytes, fit_fraction
 from spark_sensitivity.core.localkmeans import SCORE_BLOCK_ELEMENTS
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.runs import resolve_output
+from spark_sensitivity.settings import ClusteringSettings, settings_of
 from spark_sensitivity.workflows.select import SelectConfig, read_selection_input, resolve_strategy
 
 # Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
 # keep per-cluster estimates usable, hence k <= m / 10. k beyond sqrt(n) buys little k-means cost.
 _DRAWS_PER_CLUSTER = 10
-_POINTS_PER_CENTER = 256
+# The suggested fit fraction is the default one: about this many rows per center.
+_POINTS_PER_CENTER = settings_of(ClusteringSettings)["points_per_center"].default
 
 
 def suggested_k(n: int, m: int) -> int:
@@ -35,12 +37,7 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     if first is None:
         raise ValueError(f"embedding column {config.vector_col!r} has no non-empty value")
     d, k, m = int(first["d"]), config.k, config.sample_size
-    if config.fit_fraction is not None:
-        fraction = config.fit_fraction
-    elif config.points_per_center == 0:
-        fraction = 1.0
-    else:
-        fraction = min(1.0, config.points_per_center * k / max(n, 1))
+    fraction = fit_fraction(config.fit_fraction, config.points_per_center, k, lambda: n)
     fit_rows = int(n * fraction)
     batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
     score_rows = min(batch_rows, max(1, SCORE_BLOCK_ELEMENTS // k))
@@ -79,7 +76,7 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "estimated_memory_per_task_bytes": task_memory,
             "suggested": {
                 "k": suggested_k(n, m),
-                "fit_fraction": min(1.0, _POINTS_PER_CENTER * k / max(n, 1)),
+                "fit_fraction": fit_fraction(None, _POINTS_PER_CENTER, k, lambda: n),
                 "why": "about m/(k+1) draws land in each cluster through its 1/n_j term: keep k <= m/10; "
                 "k-means needs only a few hundred rows per center to place it",
             },

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import cluster, sample, score
+from spark_sensitivity.core import sample, score
+from spark_sensitivity.core.assigned import AssignedRows
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io import lineage
@@ -27,7 +26,7 @@ from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import AtomicOutput, glob_escape
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.storage import read_input, read_table, write_table
-from spark_sensitivity.ml.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel, check_ids, check_rows
+from spark_sensitivity.ml.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel
 
 # Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
 # choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
@@ -36,41 +35,19 @@ MAX_GROWTH = 2.0
 SUBSET_FORMATS = ("parquet", "delta")
 
 
-@dataclass(frozen=True)
-class ScoredRows:
-    """New rows assigned to the saved centers: ``assigned`` (id, cluster_id, cost; persisted, valid
-    rows only) and the new rows' own statistics."""
-
-    rows: DataFrame
-    assigned: DataFrame
-    stats: score.ClusterStats
-    invalid_rows: int
-    id_col: str
-
-    def release(self) -> None:
-        self.assigned.unpersist()
+# New rows assigned to the saved centers: ``assigned`` (id, cluster_id, cost; persisted, valid rows
+# only) and the new rows' own statistics.
+ScoredRows = AssignedRows
 
 
 def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> ScoredRows:
     """One assignment pass and one reduce over the new rows only, under the model's centers."""
-    model._validate_columns(new_rows)
-    id_col, vector_col = model.getIdCol(), model.getFeaturesCol()
-    check_ids(new_rows, id_col, model.getCheckUniqueIds())
-    centers = np.asarray(model.clusterCenters(), dtype=np.float64)
-    assigned = cluster.assign(
-        new_rows.select(id_col, vector_col), vector_col, centers, model.getCostPower(), keep_vector=False
-    )
-    assigned = assigned.persist()
-    found = score.cluster_stats(assigned, len(centers))
-    try:
-        check_rows(assigned, found, id_col, vector_col, model.getOnInvalid())
-        if found.stats.n == 0:
-            raise ValueError("the new rows have no valid embedding")
-    except ValueError:
-        assigned.unpersist()
-        raise
-    valid = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull())
-    return ScoredRows(new_rows, valid, found.stats, found.invalid_vectors, id_col)
+    model.validate_input(new_rows)
+    scored = model.assignedRows(new_rows, onInvalid=model.getOnInvalid())
+    if scored.stats.n == 0:
+        scored.release()
+        raise ValueError("the new rows have no valid embedding")
+    return scored
 
 
 def draw_new_stratum(scored: ScoredRows, draws: int, seed: int) -> sample.Draws:
@@ -160,13 +137,10 @@ def refreshed_model(
     model: SensitivitySamplerModel, new: score.ClusterStats, record: dict[str, Any]
 ) -> SensitivitySamplerModel:
     """The same centers and params with old + new statistics, and this refresh in its history."""
-    updated = model.copy()
     info = model.fitInfo
     info.setdefault("rows_at_fit", model.clusterStats.n)
     info["refreshes"] = [*info.get("refreshes", []), record]
-    updated._stats = merged_stats(model.clusterStats, new)
-    updated._info = info
-    return updated
+    return model.withClusterStats(merged_stats(model.clusterStats, new), info)
 
 
 def _read(spark: SparkSession, source: str, fmt: str, options: dict[str, str]) -> DataFrame:

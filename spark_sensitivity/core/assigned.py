@@ -1,0 +1,96 @@
+"""Rows assigned to fixed centers: the checks on ids and embeddings, and the one assignment pass that
+fitting, sampling new data, loss-aware selection and refresh share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_sensitivity.core import cluster, score
+
+
+def check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
+    """Fails on null ids, and on repeated ids when asked: per-row randomness and the join key on them.
+
+    Runs before k-means so bad ids cost one pass over the id column, not a whole fit: a scan when
+    only nulls are checked, else one group-by that finds nulls and repeats together.
+    """
+    column = F.col(id_col)
+    if not unique:
+        nulls = dataset.where(column.isNull()).count()
+        if nulls:
+            raise _null_ids(id_col, nulls)
+        return
+    bad = dataset.groupBy(id_col).count().where(column.isNull() | (F.col("count") > 1))
+    if not bad.limit(1).collect():
+        return
+    null_group = bad.where(column.isNull()).first()
+    if null_group is not None:
+        raise _null_ids(id_col, null_group["count"])
+    duplicated = bad.where(column.isNotNull())
+    ids = ", ".join(f"{row[id_col]} ({row['count']} rows)" for row in duplicated.limit(3).collect())
+    raise ValueError(
+        f"id column {id_col!r} has {duplicated.count()} duplicated values (e.g. {ids}); ids must be unique"
+    )
+
+
+def _null_ids(id_col: str, count: int) -> ValueError:
+    return ValueError(f"id column {id_col!r} has {count} null values; ids must be unique and non-null")
+
+
+def check_rows(
+    assigned: DataFrame, found: score.StatsPass, id_col: str, vector_col: str, policy: str
+) -> None:
+    """Fails on invalid embeddings unless the policy is 'skip'."""
+    if found.invalid_vectors and policy == "fail":
+        examples = [
+            str(row[0])
+            for row in assigned.where(F.col(cluster.CLUSTER_COL).isNull()).select(id_col).limit(3).collect()
+        ]
+        raise ValueError(
+            f"embedding column {vector_col!r} has {found.invalid_vectors} rows that are null, of the "
+            f"wrong length or not finite (e.g. ids {', '.join(examples)}); fix them, or skip them with --on-invalid skip (onInvalid='skip')"
+        )
+
+
+@dataclass(frozen=True)
+class AssignedRows:
+    """Rows and their assignment: ``assigned`` holds the id, ``cluster_id`` and ``cost`` of the valid
+    rows, ``stats`` their per-cluster statistics.
+
+    ``cache`` is the persisted assignment pass under ``assigned`` that :meth:`release` frees; None
+    when it belongs to someone else (a fitted model's training summary).
+    """
+
+    rows: DataFrame
+    assigned: DataFrame
+    stats: score.ClusterStats
+    invalid_rows: int
+    id_col: str
+    cache: DataFrame | None = None
+
+    def release(self) -> None:
+        if self.cache is not None:
+            self.cache.unpersist()
+
+
+def assign_rows(
+    rows: DataFrame, id_col: str, vector_col: str, centers: np.ndarray, z: int, on_invalid: str
+) -> AssignedRows:
+    """One assignment pass (persisted) and one reduce: every row's nearest center and cost, the
+    clusters' statistics, and the invalid rows left out, or a ValueError for them when
+    ``on_invalid`` is 'fail'. Only the id travels with the assignment, never the embedding."""
+    cache = cluster.assign(
+        rows.select(id_col, vector_col), vector_col, centers, z, keep_vector=False
+    ).persist()
+    found = score.cluster_stats(cache, len(centers))
+    try:
+        check_rows(cache, found, id_col, vector_col, on_invalid)
+    except ValueError:
+        cache.unpersist()
+        raise
+    valid = cache.where(F.col(cluster.CLUSTER_COL).isNotNull())
+    return AssignedRows(rows, valid, found.stats, found.invalid_vectors, id_col, cache)

@@ -1,0 +1,166 @@
+"""``SensitivitySamplerModel``: fitted centers and cluster statistics that score rows and draw subsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pyspark.ml import Model
+from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_sensitivity.core import cluster, sample, score, strategies
+from spark_sensitivity.core.assigned import AssignedRows, assign_rows
+from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.ml.params import SensitivitySamplerParams
+from spark_sensitivity.ml.persistence import ModelReader, ModelWriter
+
+
+class SensitivitySamplerSummary:
+    """What fitting saw: the training rows' assignments (persisted), and counts of bad rows.
+
+    ``assignments`` has the id, ``cluster_id`` and ``cost`` of each valid training row; it lets
+    :meth:`SensitivitySamplerModel.sample` draw from the training data without a second assignment
+    pass. Call :meth:`release` to free it.
+    """
+
+    def __init__(self, fitted: AssignedRows):
+        self.dataset = fitted.rows
+        self.assignments = fitted.assigned
+        self.invalidRows = fitted.invalid_rows
+        self.rows = fitted
+
+    def release(self) -> None:
+        self.rows.release()
+
+
+class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLReadable):
+    """Fitted centers and per-cluster statistics; scores rows and draws weighted subsets."""
+
+    def __init__(self, centers: np.ndarray | None = None, stats: score.ClusterStats | None = None):
+        super().__init__()
+        self._centers = centers
+        self._stats = stats
+        self._info: dict[str, Any] = {}
+        self._summary: SensitivitySamplerSummary | None = None
+        self._last_sample_info: dict[str, int] = {}
+
+    @classmethod
+    def fromClusters(
+        cls,
+        centers: np.ndarray,
+        stats: score.ClusterStats,
+        fitInfo: dict[str, Any] | None = None,
+        summary: SensitivitySamplerSummary | None = None,
+    ) -> SensitivitySamplerModel:
+        """A model from its centers, their statistics and the facts of its fit (a fit or a load)."""
+        model = cls(centers, stats)
+        model._info = dict(fitInfo or {})
+        model._summary = summary
+        return model
+
+    def withClusterStats(self, stats: score.ClusterStats, fitInfo: dict[str, Any]) -> SensitivitySamplerModel:
+        """A copy (same uid, Params and centers) with other statistics and fit facts: a refresh."""
+        updated = self.copy()
+        updated._stats = stats
+        updated._info = dict(fitInfo)
+        return updated
+
+    def clusterCenters(self) -> list[np.ndarray]:
+        return list(self._centers)
+
+    @property
+    def clusterStats(self) -> score.ClusterStats:
+        return self._stats
+
+    @property
+    def fitInfo(self) -> dict[str, Any]:
+        """Facts about the fit: fraction and rows used, k-means iterations and cost, invalid rows."""
+        return dict(self._info)
+
+    @property
+    def lastSampleInfo(self) -> dict[str, int]:
+        """Of the last :meth:`sample`: Poisson candidates drawn and attempts needed (usually 1)."""
+        return dict(self._last_sample_info)
+
+    @property
+    def hasSummary(self) -> bool:
+        return self._summary is not None
+
+    @property
+    def summary(self) -> SensitivitySamplerSummary:
+        if self._summary is None:
+            raise RuntimeError("no training summary: the model was loaded, not fitted in this session")
+        return self._summary
+
+    def clustersFrame(self, spark: SparkSession) -> DataFrame:
+        """The clusters table: cluster_id, size, cost and center of each of the k clusters."""
+        return score.clusters_frame(spark, self._centers, self._stats)
+
+    def assignedRows(self, dataset: DataFrame | None = None, onInvalid: str = "skip") -> AssignedRows:
+        """The rows to pick from and their assignment to the centers.
+
+        Without ``dataset``, the training data and the fit's persisted assignments (the summary owns
+        them: releasing the result leaves them). With one, one assignment pass over it, persisted
+        until the result is released, and its own statistics; rows with an invalid embedding are
+        left out, or fail when ``onInvalid`` is 'fail'.
+        """
+        if dataset is None:
+            fitted = self.summary.rows
+            return AssignedRows(fitted.rows, fitted.assigned, self._stats, fitted.invalid_rows, fitted.id_col)
+        centers = np.asarray(self._centers, dtype=np.float64)
+        return assign_rows(
+            dataset, self.getIdCol(), self.getFeaturesCol(), centers, self.getCostPower(), onInvalid
+        )
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        """Adds cluster_id, cost, sensitivity and probability (under the fitted statistics)."""
+        return cluster.assign(
+            dataset, self.getFeaturesCol(), self._centers, self.getCostPower(), derived=self._stats
+        )
+
+    def sample(
+        self,
+        sampleSize: int,
+        seed: int | None = None,
+        dataset: DataFrame | None = None,
+        dropColumns: tuple[str, ...] = (),
+    ) -> DataFrame:
+        """Exactly ``sampleSize`` i.i.d. draws with replacement, with probability s_i / sum(s), or, with
+        another ``strategy``, the rows that strategy picks (count 1, weight n_j / m_j).
+
+        Without ``dataset`` it samples the training data from the fit's persisted assignments (no
+        second assignment pass); with one it assigns that data to the model's centers and uses its
+        own cluster statistics (rows with an invalid embedding are left out). Returns one row per
+        drawn id: the input's columns (less ``dropColumns``) plus cluster_id, cost, sensitivity,
+        probability, count and weight = count / (sampleSize * probability). The result is
+        persisted; it has at most sampleSize rows.
+        """
+        id_col = self.getIdCol()
+        seed = self.getSeed() if seed is None else seed
+        if sampleSize < 1:
+            raise ValueError(f"sample size must be at least 1, got {sampleSize}")
+        strategy = strategies.for_model(self.getStrategy(), sampleSize, len(self._centers))
+        if dataset is not None:
+            self.validate_input(dataset)
+        rows = self.assignedRows(dataset)
+        try:
+            if strategy == strategies.SENSITIVITY:
+                scored = rows.assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
+                draws = sample.draw(scored, rows.stats, sampleSize)
+                self._last_sample_info = {"candidates": draws.candidates, "attempts": draws.attempts}
+                columns = draws.frame.drop(sample.HASH_COL)
+            else:
+                picked = strategies.select(strategy, rows.assigned, rows.stats, sampleSize, seed, id_col)
+                self._last_sample_info = {"draws": picked.draws}
+                columns = picked.frame
+        finally:
+            rows.release()
+        return columns.join(rows.rows.drop(*dropColumns), on=id_col, how="inner")
+
+    def write(self) -> MLWriter:
+        return ModelWriter(self)
+
+    @classmethod
+    def read(cls) -> MLReader[SensitivitySamplerModel]:
+        return ModelReader(cls)
