@@ -14,14 +14,14 @@ from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.runs import resolve_output
-from spark_sensitivity.settings import ClusteringSettings, settings_of
+from spark_sensitivity.settings import ClusteringFields, settings_of
 from spark_sensitivity.workflows.select import SelectConfig, read_selection_input, resolve_strategy
 
 # Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
 # keep per-cluster estimates usable, hence k <= m / 10. k beyond sqrt(n) buys little k-means cost.
 _DRAWS_PER_CLUSTER = 10
 # The suggested fit fraction is the default one: about this many rows per center.
-_POINTS_PER_CENTER = settings_of(ClusteringSettings)["points_per_center"].default
+_POINTS_PER_CENTER = settings_of(ClusteringFields)["points_per_center"].default
 
 
 def suggested_k(n: int, m: int) -> int:
