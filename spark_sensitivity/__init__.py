@@ -17,4 +17,5 @@ fails when an import breaks this order, forms a circle, or reaches for another m
 
 from spark_sensitivity.ml.estimator import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.version import __version__
+
 __all__ = ["SensitivitySampler", "SensitivitySamplerModel", "__version__"]
