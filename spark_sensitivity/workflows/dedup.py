@@ -33,7 +33,7 @@ from spark_sensitivity.core.dedup import (
 from spark_sensitivity.core.dedupkernel import DEFAULT_BLOCK_ROWS
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io.provenance import utc_timestamp, versions
-from spark_sensitivity.io.publish import AtomicOutput
+from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.redaction import redact, redact_text
 from spark_sensitivity.io.runs import resolve_output
 from spark_sensitivity.io.storage import INPUT_FORMATS, read_input
@@ -261,16 +261,14 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
     kmeans_settings(config)
     config = resolve_output(config)
     inputs = {"--input": None if config.format == "table" else config.input}
-    out = AtomicOutput(spark, config.output, config.overwrite, inputs=inputs)
-    out.check_destination()
-    started = time.perf_counter()
-    df = parse_text_vectors(
-        read_input(spark, config.input, config.format, config.input_options), config.vector_col
-    )
-    try:
-        kept, info = deduplicate(df, config, out.path("duplicates"))
-        kept.write.parquet(out.path("kept"))
-        manifest = redact(
+    with publishing(spark, config.output, config.overwrite, inputs) as job:
+        started = time.perf_counter()
+        df = parse_text_vectors(
+            read_input(spark, config.input, config.format, config.input_options), config.vector_col
+        )
+        kept, info = deduplicate(df, config, job.output.path("duplicates"))
+        kept.write.parquet(job.output.path("kept"))
+        job.manifest = redact(
             {
                 "run_id": config.run_id,
                 "parameters": dataclasses.asdict(config),
@@ -281,12 +279,7 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
                 "output": config.output,
             }
         )
-        out.write_json("manifest.json", manifest)
-        out.publish()
-    except BaseException:
-        out.abort()
-        raise
-    return manifest
+    return job.manifest
 
 
 def add_dedup_command_arguments(parser: argparse.ArgumentParser) -> None:

@@ -89,10 +89,7 @@ def gather(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     if "n" not in manifest:
         raise ValueError("the manifest has no 'n' (the number of input rows)")
-    clusters = sorted(spark.read.parquet(output.read_path("clusters")).collect(), key=lambda r: r.cluster_id)
-    centers = np.array([row.center for row in clusters], dtype=np.float64)
-    sizes = np.array([row.size for row in clusters], dtype=np.int64)
-    costs = np.array([row.cost for row in clusters], dtype=np.float64)
+    centers, sizes, costs = _staged_clusters(spark, output)
     n_valid = int(sizes.sum())
 
     loss_truth = None
@@ -102,7 +99,7 @@ def gather(
 
     subset_format = manifest.get("parameters", {}).get("output_format", "parquet")
     subset = parse_text_vectors(read_table(spark, output.path("subset"), subset_format), vector_col)
-    draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(clusters), loss_col)
+    draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(centers), loss_col)
 
     scorer = model.copy({model.featuresCol: vector_col})
     rows = bounded_sample(data.select(id_col, vector_col), id_col, seed, int(manifest["n"]), max_points)
@@ -122,16 +119,11 @@ def gather(
     total_weight = float(weights.sum())
     loss = None
     if loss_col is not None:
-        loss = LossComparison(
-            column=loss_col,
-            true_mean=loss_truth,
-            estimate=weighted_loss / n_valid,
-            ratio_estimate=weighted_loss / total_weight,
-        )
+        loss = LossComparison(loss_col, loss_truth, weighted_loss / n_valid, weighted_loss / total_weight)
     return ReportData(
         n=int(manifest["n"]),
         n_valid=n_valid,
-        k=len(clusters),
+        k=len(centers),
         m=int(draws.sum()),
         subset_rows=subset_rows,
         kmeans_cost=float(costs.sum()),
@@ -152,6 +144,15 @@ def gather(
         forecast=manifest.get("forecast"),
         run_facts=_run_facts(manifest),
     )
+
+
+def _staged_clusters(spark: SparkSession, output: AtomicOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centers, sizes and costs from the staged clusters/ (k rows), in cluster order."""
+    clusters = sorted(spark.read.parquet(output.read_path("clusters")).collect(), key=lambda r: r.cluster_id)
+    centers = np.array([row.center for row in clusters], dtype=np.float64)
+    sizes = np.array([row.size for row in clusters], dtype=np.int64)
+    costs = np.array([row.cost for row in clusters], dtype=np.float64)
+    return centers, sizes, costs
 
 
 def principal_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
