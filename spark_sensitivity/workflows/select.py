@@ -319,7 +319,7 @@ def write_and_verify(
     return written, {"subset_rows": rows, "sum_of_weights": weight_sum, "timings": timings}
 
 
-def report(
+def add_report(
     spark: SparkSession,
     config: SelectConfig,
     model: SensitivitySamplerModel,
@@ -377,7 +377,9 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
         provenance = {"versions": versions(spark), "created": utc_timestamp()}
         job.manifest = redact(assemble(run, read, fitted, drawn, wrote, provenance))
         if config.report:
-            job.manifest = assemble(job.manifest, report(spark, config, model, df, job.output, job.manifest))
+            job.manifest = assemble(
+                job.manifest, add_report(spark, config, model, df, job.output, job.manifest)
+            )
         if lake is not None:
             job.manifest.update(commit_tables(spark, lake, written, job.output, config.run_id))
     if config.output_table and lake is None:
