@@ -55,7 +55,8 @@ def project(
     spark: Any, data: str, out: str, k: int, m: int, seed: int, max_iter: int, engine: str
 ) -> dict[str, Any]:
     """The select job, its k-means fitted by ``engine`` (--fit-engine)."""
-    from spark_sensitivity.workflows.select import SelectConfig, run_select
+    from spark_sensitivity.settings import SelectConfig
+    from spark_sensitivity.workflows.select import run_select
 
     config = SelectConfig(
         input=data,

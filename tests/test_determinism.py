@@ -4,7 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.io.datasets import write_gaussian_mixture
-from spark_sensitivity.workflows.select import SelectConfig, run_select
+from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.workflows.select import run_select
 
 
 def _subset(path):

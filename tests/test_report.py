@@ -15,6 +15,7 @@ import pytest
 
 from spark_sensitivity.cli import main
 from spark_sensitivity.io.datasets import write_gaussian_mixture
+from spark_sensitivity.settings import SelectConfig
 from spark_sensitivity.workflows.report import (
     bounded_sample,
     check_loss_column,
@@ -22,7 +23,7 @@ from spark_sensitivity.workflows.report import (
     true_mean_loss,
 )
 from spark_sensitivity.workflows.report_render import LossComparison, ReportData, render
-from spark_sensitivity.workflows.select import SelectConfig, run_select
+from spark_sensitivity.workflows.select import run_select
 
 FIGURES = ("cluster_shares.png", "cluster_sizes.png", "projection.png", "sensitivity.png", "weights.png")
 CHROMIUM = shutil.which("chromium")

@@ -1,28 +1,21 @@
-"""The embed job: read raw rows, embed them, and publish a table of id + embedding atomically."""
+"""``spark-sensitivity embed`` and ``jobs/embed.py``: the flags, the summary line and the entry point of
+the embed job (:mod:`spark_sensitivity.workflows.embed`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import SparkSession
 
 from spark_sensitivity.cli.flags import add_key_values, add_running
 from spark_sensitivity.embedders.base import BUILTIN_EMBEDDERS
-from spark_sensitivity.embedders.stage import embed_frame
-from spark_sensitivity.io.provenance import utc_timestamp, versions
-from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.session import spark_session
-from spark_sensitivity.io.storage import INPUT_FORMATS, read_input
-
-log = logging.getLogger("spark_sensitivity")
-MANIFEST = "_manifest.json"  # a leading underscore: Spark and pyarrow skip it when reading the table
+from spark_sensitivity.io.storage import INPUT_FORMATS
+from spark_sensitivity.workflows.embed import MANIFEST, EmbedConfig, run_embed_job
 
 
 def add_embed_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
@@ -48,17 +41,6 @@ def add_embed_arguments(parser: argparse.ArgumentParser, *, required: bool = Fal
     add_key_values(
         group, "--embed-option", "an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)"
     )
-
-
-def embed_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`embed_frame` that the embedding flags give."""
-    return {
-        "embedder": args.embedder,
-        "text_col": args.text_col,
-        "image_col": args.image_col,
-        "batch_size": args.embed_batch_size,
-        "options": dict(args.embed_option),
-    }
 
 
 def add_embed_job_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,66 +80,23 @@ def add_embed_job_arguments(parser: argparse.ArgumentParser) -> None:
     add_running(parser, verbose=False)
 
 
-def run_embed_job(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
-    """Embeds ``args.input`` and publishes id + embedding (+ kept columns) under ``args.output``."""
-    started = time.perf_counter()
-    inputs = {"--input": None if args.format == "table" else args.input}
-    out = AtomicOutput(spark, args.output, args.overwrite, inputs=inputs)
-    out.check_destination()
-    embedding = embed_arguments(args)
-    df = read_input(spark, args.input, args.format, dict(args.input_option))
-    vectors = embedding["options"].get("column") or args.vector_col  # what 'precomputed' reads
-    sources = [args.text_col, args.image_col, vectors if args.embedder == "precomputed" else None]
-    missing = [c for c in (args.id_col, *args.keep_col, *sources) if c and c not in df.columns]
-    if missing:
-        raise ValueError(f"input has no column {missing[0]!r} (columns: {df.columns})")
-    kept = [c for c in args.keep_col if c not in (args.id_col, args.vector_col)]
-    # Only the columns the job needs travel through the Python workers.
-    needed = [args.id_col, *kept, *(c for c in sources if c)]
-    embedded, report = embed_frame(
-        df.select(*dict.fromkeys(needed)),
+def config_from_args(args: argparse.Namespace) -> EmbedConfig:
+    return EmbedConfig(
+        input=args.input,
+        output=args.output,
+        embedder=args.embedder,
+        format=args.format,
+        input_options=dict(args.input_option),
         id_col=args.id_col,
-        output_col=args.vector_col,
+        text_col=args.text_col,
+        image_col=args.image_col,
+        vector_col=args.vector_col,
+        keep_cols=list(args.keep_col),
+        batch_size=args.embed_batch_size,
+        options=dict(args.embed_option),
         on_invalid=args.on_invalid,
-        **embedding,
+        overwrite=args.overwrite,
     )
-    embedded = embedded.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        counts = report.check()  # embeds every row once, into the cache
-        embedded_at = time.perf_counter()
-        report.valid.select(args.id_col, args.vector_col, *kept).write.parquet(out.staging)
-        written_at = time.perf_counter()
-        manifest = {
-            "parameters": {
-                "input": args.input,
-                "format": args.format,
-                "id_col": args.id_col,
-                "text_col": args.text_col,
-                "image_col": args.image_col,
-                "vector_col": args.vector_col,
-                "keep_cols": kept,
-                "on_invalid": args.on_invalid,
-                **embedding,
-            },
-            **counts.as_dict(),
-            "embedder_fit": report.fit_info,
-            "timings": {
-                "embed_seconds": round(embedded_at - started, 3),
-                "write_seconds": round(written_at - embedded_at, 3),
-                "total_seconds": round(written_at - started, 3),
-            },
-            "versions": versions(spark),
-            "created": utc_timestamp(),
-            "output": args.output,
-        }
-        out.write_json(MANIFEST, manifest)
-        out.publish()
-    except BaseException:
-        out.abort()
-        raise
-    finally:
-        embedded.unpersist()
-    return manifest
 
 
 def _summary(manifest: dict[str, Any]) -> str:
@@ -182,9 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_embed_command(args: argparse.Namespace) -> int:
-
     spark = spark_session("spark-sensitivity embed", args.spark_conf, args.quiet, remote=args.remote)
-    manifest = run_embed_job(spark, args)
+    manifest = run_embed_job(spark, config_from_args(args))
     if not args.quiet:
         print(_summary(manifest))
     return 0

@@ -31,7 +31,8 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -40,7 +41,7 @@ from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.io.files import Files, files_for, glob_escape
 from spark_sensitivity.io.provenance import utc_timestamp
 
-__all__ = ["AtomicOutput", "PublishError", "check_not_input", "glob_escape"]
+__all__ = ["AtomicOutput", "Publication", "PublishError", "check_not_input", "glob_escape", "publishing"]
 
 MARKER = "_PUBLISHED"
 # Earlier versions wrote no marker: their manifests (select, embed, evaluate) identify them.
@@ -303,6 +304,46 @@ class AtomicOutput:
 
     def _lock(self) -> _Lock:
         return _Lock(self._files, self._lock_path, self._owner, self.destination)
+
+
+@dataclass
+class Publication:
+    """A job's output while it is being built: the parts go under ``output``, the job sets
+    ``manifest``, and ``on_abort`` registers what else to undo should the job fail (a table commit)."""
+
+    output: AtomicOutput
+    manifest: dict[str, Any] | None = None
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def on_abort(self, undo: Callable[[], None]) -> None:
+        self.undo.append(undo)
+
+
+@contextlib.contextmanager
+def publishing(
+    spark: SparkSession | None,
+    destination: str,
+    overwrite: bool,
+    inputs: dict[str, str | None] | None = None,
+    *,
+    manifest_name: str = "manifest.json",
+) -> Iterator[Publication]:
+    """Checks ``destination`` before any work, then publishes what the block staged plus its manifest,
+    whole; on any exception, undoes the registered steps (in order) and removes the staging folder."""
+    out = AtomicOutput(spark, destination, overwrite, inputs=inputs)
+    out.check_destination()
+    publication = Publication(out)
+    try:
+        yield publication
+        if publication.manifest is None:
+            raise PublishError(f"internal error: no manifest was made for {destination}")
+        out.write_json(manifest_name, publication.manifest)
+        out.publish()
+    except BaseException:
+        for undo in publication.undo:
+            undo()
+        out.abort()
+        raise
 
 
 class _Lock:

@@ -20,12 +20,7 @@ from pyspark.sql import DataFrame
 
 from spark_sensitivity.core import cluster
 from spark_sensitivity.core.assigned import assign_rows
-
-# Earlier versions defined these here; they stay importable from this module.
-from spark_sensitivity.core.assigned import check_ids as check_ids
-from spark_sensitivity.core.assigned import check_rows as check_rows
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
-from spark_sensitivity.ml.params import OUTPUT_COLUMNS as OUTPUT_COLUMNS
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 
 

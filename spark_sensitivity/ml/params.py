@@ -113,9 +113,6 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
                 declared.check(self.getOrDefault(name), label=name)
         strategies.check_strategy(self.getStrategy())
 
-    # Kept until workflows/select.py calls validate_params().
-    _validate_params = validate_params
-
     def validate_input(self, dataset: DataFrame) -> None:
         """Fails on a missing or dotted id or embedding column, an input column that an output column
         would overwrite, and null (or, with checkUniqueIds, repeated) ids."""

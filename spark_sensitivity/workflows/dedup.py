@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_sensitivity.core import cluster
+from spark_sensitivity.core.assigned import check_ids
 from spark_sensitivity.core.dedup import (
     CROSS_COL,
     DUPLICATE_OF_COL,
@@ -28,11 +29,10 @@ from spark_sensitivity.core.dedup import (
 )
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io.provenance import utc_timestamp, versions
-from spark_sensitivity.io.publish import AtomicOutput
+from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.redaction import redact, redact_text
 from spark_sensitivity.io.runs import resolve_output
 from spark_sensitivity.io.storage import read_input
-from spark_sensitivity.ml.estimator import check_ids
 from spark_sensitivity.settings import DedupConfig
 
 log = logging.getLogger("spark_sensitivity")
@@ -190,16 +190,14 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
     kmeans_settings(config)
     config = resolve_output(config)
     inputs = {"--input": None if config.format == "table" else config.input}
-    out = AtomicOutput(spark, config.output, config.overwrite, inputs=inputs)
-    out.check_destination()
-    started = time.perf_counter()
-    df = parse_text_vectors(
-        read_input(spark, config.input, config.format, config.input_options), config.vector_col
-    )
-    try:
-        kept, info = deduplicate(df, config, out.path("duplicates"))
-        kept.write.parquet(out.path("kept"))
-        manifest = redact(
+    with publishing(spark, config.output, config.overwrite, inputs) as job:
+        started = time.perf_counter()
+        df = parse_text_vectors(
+            read_input(spark, config.input, config.format, config.input_options), config.vector_col
+        )
+        kept, info = deduplicate(df, config, job.output.path("duplicates"))
+        kept.write.parquet(job.output.path("kept"))
+        job.manifest = redact(
             {
                 "run_id": config.run_id,
                 "parameters": dataclasses.asdict(config),
@@ -210,9 +208,4 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
                 "output": config.output,
             }
         )
-        out.write_json("manifest.json", manifest)
-        out.publish()
-    except BaseException:
-        out.abort()
-        raise
-    return manifest
+    return job.manifest

@@ -8,7 +8,8 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spark_sensitivity.io.datasets import write_fashion_mnist
-from spark_sensitivity.workflows.select import SelectConfig, run_select
+from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.workflows.select import run_select
 
 
 def run(spark: SparkSession, workdir: Path, k: int, sample_size: int, seed: int) -> dict:

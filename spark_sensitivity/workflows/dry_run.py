@@ -14,8 +14,8 @@ from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.runs import resolve_output
-from spark_sensitivity.settings import ClusteringFields, settings_of
-from spark_sensitivity.workflows.select import SelectConfig, read_selection_input, resolve_strategy
+from spark_sensitivity.settings import ClusteringFields, SelectConfig, settings_of
+from spark_sensitivity.workflows.select import read_selection_input, resolve_strategy
 
 # Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
 # keep per-cluster estimates usable, hence k <= m / 10. k beyond sqrt(n) buys little k-means cost.

@@ -21,7 +21,7 @@ each seed keeps exactly what ``sample.draw`` would have drawn under that seed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -31,9 +31,10 @@ from pyspark.sql import functions as F
 from spark_sensitivity.core import baselines, lossaware, sample
 from spark_sensitivity.core.cluster import CLUSTER_COL
 from spark_sensitivity.core.score import PROBABILITY_COL
-from spark_sensitivity.io.publish import AtomicOutput
+from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.storage import read_input
-from spark_sensitivity.ml.estimator import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.ml.estimator import SensitivitySampler
+from spark_sensitivity.ml.model import SensitivitySamplerModel
 
 SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
 SEED_COL = baselines.SEED_COL
@@ -199,6 +200,9 @@ class SchemeSettings:
     points_per_center: int = 256
 
 
+Estimates = Iterator[tuple[str, int, int, list[float]]]
+
+
 def evaluate(
     table: LossTable,
     scheme: str,
@@ -219,35 +223,33 @@ def evaluate(
     seeds = list(seeds)
     results: list[Evaluation] = []
     uniform_cache = {} if uniform_cache is None else uniform_cache
-
-    def uniform_rmse(budget: int) -> float:
-        if budget not in uniform_cache:
-            draws = baselines.uniform_many(table.frame, table.id_col, min(budget, table.n), seeds, table.n)
-            estimate = Evaluation(
-                "uniform", "weighted", budget, budget, table.true_mean, seeds, table.estimates(draws, seeds)
-            )
-            draws.unpersist()
-            uniform_cache[budget] = estimate.rmse
-        return uniform_cache[budget]
-
-    def record(estimator: str, m: int, labels: int, estimates: list[float]) -> None:
-        evaluation = Evaluation(scheme, estimator, m, labels, table.true_mean, seeds, estimates)
-        evaluation.uniform_rmse = uniform_rmse(labels)
-        results.append(evaluation)
-
     if scheme == "uniform":
-        for m in sample_sizes:
-            draws = baselines.uniform_many(table.frame, table.id_col, m, seeds, table.n)
-            evaluation = Evaluation(
-                scheme, "weighted", m, m, table.true_mean, seeds, table.estimates(draws, seeds)
-            )
-            draws.unpersist()
+        for estimator, m, labels, estimates in _uniform_estimates(table, sample_sizes, seeds):
+            evaluation = Evaluation(scheme, estimator, m, labels, table.true_mean, seeds, estimates)
             evaluation.uniform_rmse = uniform_cache.setdefault(m, evaluation.rmse)
             results.append(evaluation)
         return results
-
     fitted_here = model is None
-    model = model or SensitivitySampler(
+    model = model or fit_model(table, settings)
+    try:
+        if scheme == "loss-aware":
+            found = _loss_aware_estimates(table, model, sample_sizes, seeds, settings)
+        else:
+            found = _model_estimates(table, model, scheme, sample_sizes, seeds)
+        # Lazily: each scheme's draws are released before the next sample size's are made.
+        for estimator, m, labels, estimates in found:
+            evaluation = Evaluation(scheme, estimator, m, labels, table.true_mean, seeds, estimates)
+            evaluation.uniform_rmse = uniform_rmse(table, seeds, labels, uniform_cache)
+            results.append(evaluation)
+    finally:
+        if fitted_here:
+            model.summary.release()
+    return results
+
+
+def fit_model(table: LossTable, settings: SchemeSettings) -> SensitivitySamplerModel:
+    """The k-means model of the schemes that cluster, fitted on the whole loss table."""
+    return SensitivitySampler(
         idCol=table.id_col,
         featuresCol=table.vector_col,
         k=settings.k,
@@ -256,37 +258,68 @@ def evaluate(
         seed=settings.fit_seed,
         pointsPerCenter=settings.points_per_center,
     ).fit(table.frame)
-    try:
+
+
+def uniform_rmse(table: LossTable, seeds: list[int], budget: int, cache: dict[int, float]) -> float:
+    """The RMSE of uniform sampling with ``budget`` loss evaluations, computed once per budget."""
+    if budget not in cache:
+        draws = baselines.uniform_many(table.frame, table.id_col, min(budget, table.n), seeds, table.n)
+        estimate = Evaluation(
+            "uniform", "weighted", budget, budget, table.true_mean, seeds, table.estimates(draws, seeds)
+        )
+        draws.unpersist()
+        cache[budget] = estimate.rmse
+    return cache[budget]
+
+
+def _uniform_estimates(table: LossTable, sample_sizes: Sequence[int], seeds: list[int]) -> Estimates:
+    """(estimator, m, loss evaluations, estimates per seed) of uniform sampling."""
+    for m in sample_sizes:
+        draws = baselines.uniform_many(table.frame, table.id_col, m, seeds, table.n)
+        estimates = table.estimates(draws, seeds)
+        draws.unpersist()
+        yield "weighted", m, m, estimates
+
+
+def _model_estimates(
+    table: LossTable,
+    model: SensitivitySamplerModel,
+    scheme: str,
+    sample_sizes: Sequence[int],
+    seeds: list[int],
+) -> Estimates:
+    """The same for model-free sensitivity sampling and stratified sampling of the clusters."""
+    for m in sample_sizes:
         if scheme == "model-free":
-            for m in sample_sizes:
-                draws = repeated_draws(model.summary.assignments, model.clusterStats, m, seeds, table.id_col)
-                record("weighted", m, m, table.estimates(draws, seeds))
-                draws.unpersist()
-        elif scheme == "stratified":
-            sizes = model.clusterStats.sizes
-            for m in sample_sizes:
-                draws = baselines.stratified_many(model.summary.assignments, table.id_col, sizes, m, seeds)
-                record("weighted", m, m, table.estimates(draws, seeds))
-                draws.unpersist()
+            draws = repeated_draws(model.summary.assignments, model.clusterStats, m, seeds, table.id_col)
         else:
-            selection = lossaware.prepare(
-                model, table.losses, table.loss_col, settings.lam, settings.uniform_share
-            )
-            try:
-                k = len(selection.representatives)
-                proxies = F.broadcast(selection.proxy_frame())
-                for m in sample_sizes:
-                    draws = repeated_draws(selection.scored, selection.scorer, m, seeds, table.id_col)
-                    with_proxy = draws.join(proxies, on=CLUSTER_COL)
-                    record("weighted", m, m + k, table.estimates(with_proxy, seeds))
-                    record("difference", m, m + k, table.estimates(with_proxy, seeds, selection.proxy_total))
-                    draws.unpersist()
-            finally:
-                selection.release()
+            sizes = model.clusterStats.sizes
+            draws = baselines.stratified_many(model.summary.assignments, table.id_col, sizes, m, seeds)
+        yield "weighted", m, m, table.estimates(draws, seeds)
+        draws.unpersist()
+
+
+def _loss_aware_estimates(
+    table: LossTable,
+    model: SensitivitySamplerModel,
+    sample_sizes: Sequence[int],
+    seeds: list[int],
+    settings: SchemeSettings,
+) -> Estimates:
+    """The same for loss-aware sampling, weighted and difference estimates, with the k
+    representatives' losses counted among the loss evaluations."""
+    selection = lossaware.prepare(model, table.losses, table.loss_col, settings.lam, settings.uniform_share)
+    try:
+        k = len(selection.representatives)
+        proxies = F.broadcast(selection.proxy_frame())
+        for m in sample_sizes:
+            draws = repeated_draws(selection.scored, selection.scorer, m, seeds, table.id_col)
+            with_proxy = draws.join(proxies, on=CLUSTER_COL)
+            yield "weighted", m, m + k, table.estimates(with_proxy, seeds)
+            yield "difference", m, m + k, table.estimates(with_proxy, seeds, selection.proxy_total)
+            draws.unpersist()
     finally:
-        if fitted_here:
-            model.summary.release()
-    return results
+        selection.release()
 
 
 @dataclass
@@ -316,10 +349,16 @@ def run_evaluate(spark: SparkSession, config: EvaluateConfig) -> dict:
     """Evaluates every scheme; writes ``evaluation.json`` under ``config.output`` when given."""
     if config.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
+    if config.output is None:
+        return evaluate_schemes(spark, config)
     inputs = {"--input": None if config.format == "table" else config.input}
-    out = AtomicOutput(spark, config.output, config.overwrite, inputs=inputs) if config.output else None
-    if out is not None:
-        out.check_destination()
+    with publishing(spark, config.output, config.overwrite, inputs, manifest_name="evaluation.json") as job:
+        job.manifest = evaluate_schemes(spark, config)
+    return job.manifest
+
+
+def evaluate_schemes(spark: SparkSession, config: EvaluateConfig) -> dict:
+    """The report of every scheme of ``config`` on its loss table."""
     table = LossTable(
         read_input(spark, config.input, config.format, {}), config.id_col, config.vector_col, config.loss_col
     )
@@ -339,15 +378,7 @@ def run_evaluate(spark: SparkSession, config: EvaluateConfig) -> dict:
             rows += [e.summary() for e in evaluate(table, scheme, config.sample_sizes, seeds, settings)]
     finally:
         table.frame.unpersist()
-    report = {"parameters": asdict(config), "n": table.n, "true_mean": table.true_mean, "results": rows}
-    if out is not None:
-        try:
-            out.write_json("evaluation.json", report)
-            out.publish()
-        except BaseException:
-            out.abort()
-            raise
-    return report
+    return {"parameters": asdict(config), "n": table.n, "true_mean": table.true_mean, "results": rows}
 
 
 def format_report(report: dict) -> str:

@@ -9,8 +9,10 @@ the number of new draws, and when a full re-fit is needed instead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -23,10 +25,11 @@ from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io import lineage
 from spark_sensitivity.io.delta import delta_version, read_delta
 from spark_sensitivity.io.provenance import utc_timestamp, versions
-from spark_sensitivity.io.publish import AtomicOutput, glob_escape
+from spark_sensitivity.io.publish import AtomicOutput, glob_escape, publishing
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.storage import read_input, read_table, write_table
-from spark_sensitivity.ml.estimator import OUTPUT_COLUMNS, SensitivitySamplerModel
+from spark_sensitivity.ml.model import SensitivitySamplerModel
+from spark_sensitivity.ml.params import OUTPUT_COLUMNS
 
 # Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
 # choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
@@ -199,6 +202,120 @@ def _check_union(subset: DataFrame, id_col: str, expected_draws: int, expected_r
     return float(totals["weights"])
 
 
+@dataclass(frozen=True)
+class Request:
+    """The settings of one refresh, named as its manifest's ``parameters`` name them."""
+
+    model: str
+    new_input: str
+    format: str
+    previous_subset: str
+    subset_format: str
+    sample_size: int | None
+    seed: int
+    max_cost_drift: float
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The previous subset (pinned), its draws and Delta version, the new rows, earlier runs' inputs."""
+
+    previous: DataFrame
+    old_draws: int
+    version: int | None
+    new_rows: DataFrame
+    earlier: list[dict[str, str]]
+
+
+def read_sources(
+    spark: SparkSession, model: SensitivitySamplerModel, request: Request, input_options: dict[str, str]
+) -> Sources:
+    """The model and the previous subset from one run, and new rows with every column the subset has."""
+    lineage.check_same_run(spark, request.model, request.previous_subset)
+    earlier = lineage.inputs_read(lineage.run_manifest(spark, request.model))
+    previous, old_draws, version = _previous_subset(
+        spark, request.previous_subset, request.subset_format, model.getIdCol()
+    )
+    new_rows = _read(spark, request.new_input, request.format, input_options)
+    new_rows = parse_text_vectors(new_rows, model.getFeaturesCol())
+    missing = [c for c in previous.columns if c not in (*new_rows.columns, *OUTPUT_COLUMNS)]
+    if missing:
+        raise ValueError(
+            f"the new rows have no column {missing[0]!r}, which the previous subset has "
+            f"(new columns: {new_rows.columns})"
+        )
+    return Sources(previous, old_draws, version, new_rows, earlier)
+
+
+def draw_refresh(
+    spark: SparkSession,
+    model: SensitivitySamplerModel,
+    scored: ScoredRows,
+    sources: Sources,
+    request: Request,
+    check_earlier_ids: bool,
+) -> tuple[sample.Draws, SensitivitySamplerModel, dict[str, Any]]:
+    """Checks the new ids, draws the new stratum (persisted), and updates the model; returns them with
+    the manifest's counts, drift and re-fit advice."""
+    unchecked = ["not checked (--skip-earlier-id-check)"]
+    if check_earlier_ids:
+        unchecked = lineage.check_not_read_before(
+            spark, scored.assigned, scored.id_col, sources.earlier, request.new_input
+        )
+    _check_fresh_ids(scored.assigned, sources.previous, scored.id_col)
+    old, new, old_draws = model.clusterStats, scored.stats, sources.old_draws
+    draws = request.sample_size or allocate_draws(old, new, old_draws)
+    drawn = draw_new_stratum(scored, draws, request.seed)
+    drift = cost_drift(old, new)
+    record = {
+        "new_input": request.new_input,
+        "new_rows": new.n,
+        "invalid_rows": scored.invalid_rows,
+        "draws": draws,
+        "seed": request.seed,
+        "cost_drift": drift if math.isfinite(drift) else None,
+    }
+    updated = refreshed_model(model, new, record)
+    reasons = refit_reasons(drift, updated.fitInfo["rows_at_fit"], old.n + new.n, request.max_cost_drift)
+    facts = {
+        "earlier_inputs_unchecked": unchecked,
+        "n_old": old.n,
+        "n_new": new.n,
+        "n": old.n + new.n,
+        "new_invalid_rows": scored.invalid_rows,
+        "m_old": old_draws,
+        "m_new": draws,
+        "m": old_draws + draws,
+        "cost_drift": record["cost_drift"],
+        "mean_cost_old": old.total_cost / old.n,
+        "mean_cost_new": new.total_cost / new.n,
+        "refit_advised": bool(reasons),
+        "refit_reasons": reasons,
+        "sampling": {"candidates": drawn.candidates, "attempts": drawn.attempts},
+    }
+    return drawn, updated, facts
+
+
+def write_union(
+    spark: SparkSession,
+    sources: Sources,
+    drawn: DataFrame,
+    out: AtomicOutput,
+    fmt: str,
+    id_col: str,
+    draws: int,
+) -> dict[str, Any]:
+    """Stages subset/ (the previous subset's rows, then the new stratum) and checks it on reading back."""
+    previous = sources.previous
+    # The subset keeps its schema (a Delta table demands it): new columns take the old types.
+    new_part = drawn.select(*[F.col(c).cast(previous.schema[c].dataType) for c in previous.columns])
+    expected_rows = previous.count() + new_part.count()
+    write_table(previous.unionByName(new_part), out.path("subset"), fmt)
+    union = read_table(spark, out.path("subset"), fmt)
+    weight_sum = _check_union(union, id_col, draws, expected_rows)
+    return {"subset_rows": expected_rows, "sum_of_weights": weight_sum}
+
+
 def run_refresh(
     spark: SparkSession,
     *,
@@ -220,7 +337,6 @@ def run_refresh(
     Reads the saved model, the previous subset and the NEW rows only. ``sample_size`` is the number
     of new draws (default: :func:`allocate_draws`). Publishes under ``output``: model/ (same centers,
     old + new statistics, for the next refresh) and manifest.json (draws, drift, re-fit advice), plus
-
     subset/: the previous subset's rows unchanged plus the new stratum, as Parquet or as a new Delta
     table (``subset_format``). The previous output is never modified. ``check_earlier_ids`` refuses
     new rows whose ids an earlier run's input holds (one semi-join on the id column per input).
@@ -229,98 +345,32 @@ def run_refresh(
         raise ValueError(f"--sample-size must be at least 1, got {sample_size}")
     started = time.perf_counter()
     model = SensitivitySamplerModel.load(model_path)
-    id_col = model.getIdCol()
+    request = Request(
+        model_path, new_input, fmt, previous_subset, subset_format, sample_size, seed, max_cost_drift
+    )
     inputs = {"--model": model_path, "--new-input": new_input, "--previous-subset": previous_subset}
-    out = AtomicOutput(spark, output, overwrite, inputs=inputs)
-    out.check_destination()
-    lineage.check_same_run(spark, model_path, previous_subset)
-    earlier = lineage.inputs_read(lineage.run_manifest(spark, model_path))
-    previous, old_draws, version = _previous_subset(spark, previous_subset, subset_format, id_col)
-    new_rows = parse_text_vectors(_read(spark, new_input, fmt, input_options or {}), model.getFeaturesCol())
-    missing = [c for c in previous.columns if c not in (*new_rows.columns, *OUTPUT_COLUMNS)]
-    if missing:
-        raise ValueError(
-            f"the new rows have no column {missing[0]!r}, which the previous subset has "
-            f"(new columns: {new_rows.columns})"
+    with contextlib.ExitStack() as cleanup, publishing(spark, output, overwrite, inputs) as job:
+        sources = read_sources(spark, model, request, input_options or {})
+        scored = score_new_rows(model, sources.new_rows)
+        cleanup.callback(scored.release)
+        drawn, updated, facts = draw_refresh(spark, model, scored, sources, request, check_earlier_ids)
+        cleanup.callback(drawn.frame.unpersist)
+        written = write_union(
+            spark, sources, drawn.frame, job.output, subset_format, scored.id_col, facts["m"]
         )
-
-    scored = score_new_rows(model, new_rows)
-    stratum: DataFrame | None = None
-    try:
-        unchecked = (
-            lineage.check_not_read_before(spark, scored.assigned, id_col, earlier, new_input)
-            if check_earlier_ids
-            else ["not checked (--skip-earlier-id-check)"]
+        updated.write().save(job.output.path("model"))
+        job.manifest = redact(
+            {
+                "parameters": asdict(request),
+                "subset": job.output.destination + "/subset",
+                "previous_subset_version": sources.version,
+                "inputs": [*sources.earlier, {"path": new_input, "format": fmt}],
+                **facts,
+                **written,
+                "total_seconds": round(time.perf_counter() - started, 3),
+                "versions": versions(spark),
+                "created": utc_timestamp(),
+                "output": job.output.destination,
+            }
         )
-        _check_fresh_ids(scored.assigned, previous, id_col)
-        old_stats = model.clusterStats
-        draws = sample_size or allocate_draws(old_stats, scored.stats, old_draws)
-        drawn = draw_new_stratum(scored, draws, seed)
-        stratum = drawn.frame
-        drift = cost_drift(old_stats, scored.stats)
-        rows_now = old_stats.n + scored.stats.n
-        record = {
-            "new_input": new_input,
-            "new_rows": scored.stats.n,
-            "invalid_rows": scored.invalid_rows,
-            "draws": draws,
-            "seed": seed,
-            "cost_drift": drift if math.isfinite(drift) else None,
-        }
-        updated = refreshed_model(model, scored.stats, record)
-        reasons = refit_reasons(drift, updated.fitInfo["rows_at_fit"], rows_now, max_cost_drift)
-
-        # The subset keeps its schema (a Delta table demands it): new columns take the old types.
-        new_part = stratum.select(*[F.col(c).cast(previous.schema[c].dataType) for c in previous.columns])
-        expected_rows = previous.count() + new_part.count()
-        union = previous.unionByName(new_part)
-        write_table(union, out.path("subset"), subset_format)
-        union = read_table(spark, out.path("subset"), subset_format)
-        weight_sum = _check_union(union, id_col, old_draws + draws, expected_rows)
-        updated.write().save(out.path("model"))
-        manifest = {
-            "parameters": {
-                "model": model_path,
-                "new_input": new_input,
-                "format": fmt,
-                "previous_subset": previous_subset,
-                "subset_format": subset_format,
-                "sample_size": sample_size,
-                "seed": seed,
-                "max_cost_drift": max_cost_drift,
-            },
-            "subset": out.destination + "/subset",
-            "previous_subset_version": version,
-            "inputs": [*earlier, {"path": new_input, "format": fmt}],
-            "earlier_inputs_unchecked": unchecked,
-            "n_old": old_stats.n,
-            "n_new": scored.stats.n,
-            "n": rows_now,
-            "new_invalid_rows": scored.invalid_rows,
-            "m_old": old_draws,
-            "m_new": draws,
-            "m": old_draws + draws,
-            "subset_rows": expected_rows,
-            "sum_of_weights": weight_sum,
-            "cost_drift": record["cost_drift"],
-            "mean_cost_old": old_stats.total_cost / old_stats.n,
-            "mean_cost_new": scored.stats.total_cost / scored.stats.n,
-            "refit_advised": bool(reasons),
-            "refit_reasons": reasons,
-            "sampling": {"candidates": drawn.candidates, "attempts": drawn.attempts},
-            "total_seconds": round(time.perf_counter() - started, 3),
-            "versions": versions(spark),
-            "created": utc_timestamp(),
-            "output": out.destination,
-        }
-        manifest = redact(manifest)
-        out.write_json("manifest.json", manifest)
-        out.publish()
-    except BaseException:
-        out.abort()
-        raise
-    finally:
-        scored.release()
-        if stratum is not None:
-            stratum.unpersist()
-    return manifest
+    return job.manifest

@@ -16,19 +16,17 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
-from spark_sensitivity.core import rowrandom
+from spark_sensitivity.core import rowrandom, score
 from spark_sensitivity.core.cluster import CLUSTER_COL
 from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.core.score import SENSITIVITY_COL
 from spark_sensitivity.core.vectors import batch_matrix, parse_text_vectors, vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.storage import read_table
-from spark_sensitivity.ml.estimator import SensitivitySamplerModel
+from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.workflows.report_render import LossComparison, ReportData, render
 
 REPORT_DIR = "report"
-# Distinct from rowrandom's streams (1-3, and 2-3 + 256 * attempt for the draws).
-_STREAM_REPORT_SAMPLE = 4
 _VALUES = "__ss_report_vector"
 
 
@@ -89,10 +87,7 @@ def gather(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     if "n" not in manifest:
         raise ValueError("the manifest has no 'n' (the number of input rows)")
-    clusters = sorted(spark.read.parquet(output.read_path("clusters")).collect(), key=lambda r: r.cluster_id)
-    centers = np.array([row.center for row in clusters], dtype=np.float64)
-    sizes = np.array([row.size for row in clusters], dtype=np.int64)
-    costs = np.array([row.cost for row in clusters], dtype=np.float64)
+    centers, sizes, costs = _staged_clusters(spark, output)
     n_valid = int(sizes.sum())
 
     loss_truth = None
@@ -102,7 +97,7 @@ def gather(
 
     subset_format = manifest.get("parameters", {}).get("output_format", "parquet")
     subset = parse_text_vectors(read_table(spark, output.path("subset"), subset_format), vector_col)
-    draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(clusters), loss_col)
+    draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(centers), loss_col)
 
     scorer = model.copy({model.featuresCol: vector_col})
     rows = bounded_sample(data.select(id_col, vector_col), id_col, seed, int(manifest["n"]), max_points)
@@ -122,16 +117,11 @@ def gather(
     total_weight = float(weights.sum())
     loss = None
     if loss_col is not None:
-        loss = LossComparison(
-            column=loss_col,
-            true_mean=loss_truth,
-            estimate=weighted_loss / n_valid,
-            ratio_estimate=weighted_loss / total_weight,
-        )
+        loss = LossComparison(loss_col, loss_truth, weighted_loss / n_valid, weighted_loss / total_weight)
     return ReportData(
         n=int(manifest["n"]),
         n_valid=n_valid,
-        k=len(clusters),
+        k=len(centers),
         m=int(draws.sum()),
         subset_rows=subset_rows,
         kmeans_cost=float(costs.sum()),
@@ -154,6 +144,12 @@ def gather(
     )
 
 
+def _staged_clusters(spark: SparkSession, output: AtomicOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centers, sizes and costs from the staged clusters/ (k rows), in cluster order."""
+    centers, stats = score.clusters_from_rows(spark.read.parquet(output.read_path("clusters")).collect())
+    return centers, stats.sizes, stats.costs
+
+
 def principal_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Mean, the top two principal directions (2, d) and their shares of the variance.
 
@@ -171,7 +167,7 @@ def principal_plane(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[f
 
 
 def _uniform(id_col: str, seed: int) -> Column:
-    return rowrandom.jvm_uniform(id_col, seed, _STREAM_REPORT_SAMPLE)
+    return rowrandom.jvm_uniform(id_col, seed, rowrandom.STREAM_REPORT_SAMPLE)
 
 
 def bounded_sample(df: DataFrame, id_col: str, seed: int, rows: int, max_points: int) -> DataFrame:
