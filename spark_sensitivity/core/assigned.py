@@ -12,21 +12,25 @@ from pyspark.sql import functions as F
 from spark_sensitivity.core import cluster, score
 
 
-def check_ids(dataset: DataFrame, id_col: str, unique: bool) -> None:
+def check_ids(dataset: DataFrame, id_col: str, unique: bool) -> int:
     """Fails on null ids, and on repeated ids when asked: per-row randomness and the join key on them.
+    Returns the number of rows, counted in the same pass.
 
     Runs before k-means so bad ids cost one pass over the id column, not a whole fit: a scan when
     only nulls are checked, else one group-by that finds nulls and repeats together.
     """
     column = F.col(id_col)
     if not unique:
-        nulls = dataset.where(column.isNull()).count()
+        rows, nulls = dataset.agg(F.count(F.lit(1)), F.count_if(column.isNull())).first()
         if nulls:
             raise _null_ids(id_col, nulls)
-        return
-    bad = dataset.groupBy(id_col).count().where(column.isNull() | (F.col("count") > 1))
-    if not bad.limit(1).collect():
-        return
+        return int(rows)
+    per_id = dataset.groupBy(id_col).count()
+    is_bad = column.isNull() | (F.col("count") > 1)
+    rows, bad_groups = per_id.agg(F.sum("count"), F.count_if(is_bad)).first()
+    if not bad_groups:
+        return int(rows or 0)
+    bad = per_id.where(is_bad)
     null_group = bad.where(column.isNull()).first()
     if null_group is not None:
         raise _null_ids(id_col, null_group["count"])

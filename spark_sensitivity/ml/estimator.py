@@ -119,10 +119,12 @@ class SensitivitySampler(
 
     def _fit(self, dataset: DataFrame) -> SensitivitySamplerModel:
         self.validate_params()
-        self.validate_input(dataset)
+        input_rows = self.validate_input(dataset)  # the id check counts the rows in its pass
+        if input_rows == 0:
+            raise ValueError("the input has no rows")
         id_col, vector_col, seed = self.getIdCol(), self.getFeaturesCol(), self.getSeed()
         fraction = cluster.fit_fraction(
-            self.getFitFraction(), self.getPointsPerCenter(), self.getK(), lambda: _count_rows(dataset)
+            self.getFitFraction(), self.getPointsPerCenter(), self.getK(), lambda: input_rows
         )
         started = time.perf_counter()
         fit_rows = cluster.fit_sample(dataset, id_col, vector_col, fraction, seed)
@@ -132,6 +134,7 @@ class SensitivitySampler(
             dataset, id_col, vector_col, kmeans.centers, self.getCostPower(), self.getOnInvalid()
         )
         info = {
+            "input_rows": input_rows,
             "fit_fraction": fraction,
             "fit_rows": kmeans.fit_rows,
             "kmeans_engine": kmeans.engine,
@@ -152,10 +155,3 @@ class SensitivitySampler(
     @classmethod
     def read(cls) -> MLReader[SensitivitySampler]:
         return DefaultParamsReader(cls)
-
-
-def _count_rows(dataset: DataFrame) -> int:
-    rows = dataset.count()
-    if rows == 0:
-        raise ValueError("the input has no rows")
-    return rows

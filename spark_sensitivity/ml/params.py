@@ -113,9 +113,10 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
                 declared.check(self.getOrDefault(name), label=name)
         strategies.check_strategy(self.getStrategy())
 
-    def validate_input(self, dataset: DataFrame) -> None:
+    def validate_input(self, dataset: DataFrame) -> int:
         """Fails on a missing or dotted id or embedding column, an input column that an output column
-        would overwrite, and null (or, with checkUniqueIds, repeated) ids."""
+        would overwrite, and null (or, with checkUniqueIds, repeated) ids; returns the number of
+        rows, counted in the same pass as the id check."""
         id_col, vector_col = self.getIdCol(), self.getFeaturesCol()
         missing = [c for c in (id_col, vector_col) if c not in dataset.columns]
         if missing:
@@ -132,4 +133,4 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
                 f"input column {clashing[0]!r} clashes with an output column of the same name; "
                 "rename or drop it"
             )
-        check_ids(dataset, id_col, self.getCheckUniqueIds())
+        return check_ids(dataset, id_col, self.getCheckUniqueIds())

@@ -78,8 +78,7 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
     if missing:
         raise ValueError(f"input has no column {missing[0]!r} (columns: {df.columns})")
     started = time.perf_counter()
-    check_ids(df, id_col, config.check_unique_ids)
-    n_rows = df.count()
+    n_rows = check_ids(df, id_col, config.check_unique_ids)
     if n_rows == 0:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
     fraction = cluster.fit_fraction(config.fit_fraction, config.points_per_center, config.k, lambda: n_rows)

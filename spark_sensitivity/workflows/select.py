@@ -211,12 +211,12 @@ def read_rows(
         from spark_sensitivity.workflows.report import check_loss_column
 
         check_loss_column(df, config.loss_col)
-    n_rows = df.count()
-    if n_rows == 0:
+    # Only whether there is a row at all: the fit's id check counts them in its own pass.
+    if df.isEmpty():
         raise ValueError(f"input {redact_text(config.input)} has no rows")
     read_seconds = _seconds_since(started)
-    log.info("stage read: %d rows, %.1f s", n_rows, read_seconds)
-    return df, {**facts, "n": n_rows, "timings": {"read_seconds": read_seconds}}
+    log.info("stage read: %.1f s", read_seconds)
+    return df, {**facts, "timings": {"read_seconds": read_seconds}}
 
 
 def fit(
@@ -244,6 +244,7 @@ def fit(
         timings["assign_reduce_seconds"],
     )
     return model, {
+        "n": info.pop("input_rows"),
         "n_valid": stats.n,
         "invalid_rows": info["invalid_rows"],
         "nonempty_clusters": stats.nonempty,
@@ -360,7 +361,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
         if config.mode == "loss-aware" and config.rep_losses is None:
             model.clustersFrame(spark).coalesce(1).write.parquet(job.output.path("clusters"))
             job.manifest = lossaware_select.round1_manifest(
-                spark, config, job.output, model, df, read["n"], started
+                spark, config, job.output, model, df, fitted["n"], started
             )
             return job.manifest
         subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup)
