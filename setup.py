@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["spark_sensitivity", "spark_sensitivity.*"]),
     # The quiet logging configuration that --quiet hands to the JVM it starts.
-    package_data={"spark_sensitivity": ["log4j2-quiet.properties"]},
+    package_data={"spark_sensitivity.io": ["log4j2-quiet.properties"]},
     install_requires=[
         "numpy>=1.26",
         "pyarrow>=15",
