@@ -11,8 +11,7 @@ so the result does not depend on how the input is partitioned.
 How it runs: one assignment pass (nearest and second-nearest center of the unit vector), a shuffle
 by cluster with a sort inside each partition, then ``mapInArrow`` streams each cluster's rows in
 order through the kernel, block by block. Only the removed rows come out. One task holds the kept
-rows of one cluster (linear in its size); the similarity work is quadratic in the cluster's size,
-which is why the clusters must be many (k) for a large table.
+rows of one cluster (linear in its size); the similarity work is quadratic in its size, hence many k.
 
 Rows whose duplicate sits in another cluster are missed, as in SemDeDup. With ``neighbors=2`` a
 second pass compares every kept row with the kept rows of its second-nearest cluster too; of a
