@@ -7,6 +7,10 @@ input (a scan of the Parquet files; reads of persisted data are not input).
 
     python benchmarks/perf_jobs.py                     # 400,000 x 64 blobs, k = 200, m = 5,000
     python benchmarks/perf_jobs.py --rows 50000 --dim 16 --k 50 --m 1000
+    python benchmarks/perf_jobs.py --rows 50000 --dim 16 --k 50 --m 1000 --loss-aware   # round 2
+
+With ``--loss-aware`` the counted run is loss-aware round 2 (round 1 runs first, uncounted; the
+representatives' loss is the norm of their embedding).
 
 Prints one JSON object: jobs, stages, tasks, input passes, the job descriptions in order, and the
 run's own stage timings from the manifest.
@@ -15,6 +19,7 @@ run's own stage timings from the manifest.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -36,6 +41,20 @@ def _api(spark, path: str) -> list[dict]:
         return json.load(reply)
 
 
+def _round2(spark, config: SelectConfig, work: Path) -> SelectConfig:
+    """Runs round 1 and scores its representatives; returns round 2's config."""
+    from pyspark.sql import functions as F
+
+    round1 = dataclasses.replace(config, mode="loss-aware", output=str(work / "round1"))
+    run_select(spark, round1)
+    reps = spark.read.parquet(str(work / "round1" / "representatives"))
+    norm = F.sqrt(F.aggregate(config.vector_col, F.lit(0.0), lambda acc, x: acc + x * x))
+    reps.select(config.id_col, norm.alias("loss")).write.parquet(str(work / "losses"))
+    return dataclasses.replace(
+        config, mode="loss-aware", rep_losses=str(work / "losses"), round1=round1.output
+    )
+
+
 def _call(name: str) -> str:
     """'fit at /some/where/select.py:237' -> 'fit at select.py:237' (no machine paths in reports)."""
     call, _, place = name.partition(" at ")
@@ -51,6 +70,7 @@ def main() -> None:
     parser.add_argument(
         "--workdir", default=None, help="where the data and output go (default: a temporary folder)"
     )
+    parser.add_argument("--loss-aware", action="store_true", help="count loss-aware round 2 instead")
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -67,13 +87,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
         data = Path(work) / "data"
         write_gaussian_mixture(data, args.rows, args.dim, clusters=max(args.k // 4, 2), seed=0)
-        spark.sparkContext.setJobGroup(GROUP, "select")
-        manifest = run_select(
-            spark,
-            SelectConfig(
-                input=str(data), output=str(Path(work) / "out"), sample_size=args.m, k=args.k, seed=0
-            ),
+        config = SelectConfig(
+            input=str(data), output=str(Path(work) / "out"), sample_size=args.m, k=args.k, seed=0
         )
+        if args.loss_aware:
+            config = _round2(spark, config, Path(work))
+        spark.sparkContext.setJobGroup(GROUP, "select")
+        manifest = run_select(spark, config)
         jobs = [j for j in _api(spark, "jobs") if j.get("jobGroup") == GROUP]
         stage_ids = {s for j in jobs for s in j["stageIds"]}
         stages = [s for s in _api(spark, "stages") if s["stageId"] in stage_ids and s["status"] == "COMPLETE"]
@@ -88,8 +108,17 @@ def main() -> None:
             "stages_skipped": sum(j.get("numSkippedStages", 0) for j in jobs),
             "tasks": sum(s["numTasks"] for s in stages),
             "input_passes": len(passes),
+            "mode": "loss-aware round 2" if args.loss_aware else "model-free",
             "input_pass_stages": [_call(s["name"]) for s in sorted(passes, key=lambda s: s["stageId"])],
             "job_calls": Counter(_call(j["name"]) for j in jobs),
+            "largest_stages": [
+                {
+                    "call": _call(s["name"]),
+                    "tasks": s["numTasks"],
+                    "records": s.get("inputRecords", 0) + s.get("shuffleReadRecords", 0),
+                }
+                for s in sorted(stages, key=lambda s: -s["numTasks"])[:5]
+            ],  # fmt: skip
             "timings": manifest["timings"],
         }
     print(json.dumps(report, indent=2))

@@ -208,7 +208,12 @@ class LossAwareSelection:
             ],
             rep_schema,
         )
-        both = drawn.join(F.broadcast(reps), on=self.id_col, how="full_outer")
+        # The drawn rows (with their role when one is a representative) and the undrawn representatives:
+        # two broadcast joins of small tables, where a full outer join would shuffle both sides.
+        drawn_ids = F.broadcast(drawn.select(self.id_col))
+        both = drawn.join(F.broadcast(reps), on=self.id_col, how="left").unionByName(
+            reps.join(drawn_ids, on=self.id_col, how="left_anti"), allowMissingColumns=True
+        )
         rep_sensitivity = F.col("__rep_sensitivity")
         combined = both.select(
             F.col(self.id_col),
