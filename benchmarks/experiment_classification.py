@@ -109,13 +109,13 @@ class Harness:
         self.frame = self.everything.join(keep, on="id", how="inner").persist()
         self.n = self.frame.count()
 
-    def dedup(self, eps: float, seed: int) -> tuple[np.ndarray, dict]:
+    def dedup(self, eps: float, seed: int, keep: str = "farthest") -> tuple[np.ndarray, dict]:
         """The ids kept by the project's dedup step (k = 100, this seed) and its facts."""
         target = self.workdir / f"duplicates-{seed}"
         shutil.rmtree(target, ignore_errors=True)
         config = DedupConfig(
             input="fashion", output=str(target), dedup_eps=eps, k=CLUSTERS, id_col="id",
-            vector_col=self.col, seed=seed,
+            vector_col=self.col, seed=seed, dedup_keep=keep,
         )  # fmt: skip
         kept, info = deduplicate(self.everything, config, str(target))
         ids = self.ids(kept)
@@ -254,6 +254,8 @@ def names(config: dict) -> tuple[str, str]:
     tag = ("" if config["representation"] == "pixels" else f"-{config['representation']}") + (
         "-dedup" if config.get("dedup_eps") else ""
     )
+    if config.get("dedup_keep", "farthest") != "farthest":
+        tag += f"-{config['dedup_keep']}"
     return f"experiment-c{tag}", f"experiment_classification{tag.replace('-', '_')}.png"
 
 
@@ -350,6 +352,7 @@ def dedup_section(report: dict) -> str:
     budgets = sorted({int(b) for b in results["uniform"]})
     removed = [i["removed_rows"] for i in info]
     n = info[0]["removed_rows"] + info[0]["kept_rows"]
+    keep = config.get("dedup_keep", "farthest")
     same = [i["removed_same_label"] for i in info]
     rows = []
     for method in (m for m in results if not m.endswith(DEDUP) and m + DEDUP in results):
@@ -371,7 +374,8 @@ def dedup_section(report: dict) -> str:
     return (
         f"Representation: {REPRESENTATION_TEXT[config['representation']]}. Deduplication at "
         f"eps = {config['dedup_eps']} (cosine similarity >= {1 - config['dedup_eps']:g}; k = {CLUSTERS} "
-        f"clusters, each seed's own k-means fit) removed {min(removed)}-{max(removed)} of "
+        f"clusters, each seed's own k-means fit; `--dedup-keep {keep}`: of each group of near-duplicates "
+        f"the row {'farthest from' if keep == 'farthest' else 'nearest to'} its center is kept) removed {min(removed)}-{max(removed)} of "
         f"{n} training images (mean {np.mean(removed):.0f}, {np.mean(removed) / n * 100:.1f} %) over "
         f"the {len(info)} seeds; "
         f"{np.mean(same) * 100:.1f} % of the removed images have the label of the image they "
@@ -415,7 +419,7 @@ def run(
             break
         arms = [("", None)]
         if config.get("dedup_eps"):
-            kept, info = harness.dedup(config["dedup_eps"], seed)
+            kept, info = harness.dedup(config["dedup_eps"], seed, config.get("dedup_keep", "farthest"))
             print(f"seed={seed} dedup: {info}", flush=True)
             arms.append((DEDUP, kept))
         for arm, pool in arms:
@@ -478,6 +482,13 @@ def main() -> None:
         "own section of docs/)",
     )
     parser.add_argument(
+        "--dedup-keep",
+        choices=("farthest", "nearest"),
+        default="farthest",
+        help="with --dedup-eps: which row of a group of near-duplicates is kept (the dedup job's "
+        "--dedup-keep; default: farthest from its center)",
+    )
+    parser.add_argument(
         "--max-minutes",
         type=float,
         default=None,
@@ -510,6 +521,8 @@ def main() -> None:
         "methods": [m for m in METHOD_GROUPS if m in args.methods],
         "dedup_eps": args.dedup_eps,
     }
+    if args.dedup_keep != "farthest":  # runs saved before the option keep their settings
+        config["dedup_keep"] = args.dedup_keep
     if args.from_runs:
         scores, seconds, dedup_info = {}, 0.0, []
         for index, path in enumerate([runs_file, *args.merge_runs]):  # other budgets, run apart
