@@ -23,6 +23,9 @@ trained on 1,000 uniformly chosen images (as in experiment_loss_estimation.py), 
 pixels (the loss of experiment (a)) and once on the CNN features. It also reports the test accuracy
 of logistic regression trained on 1,000 and 8,000 images of each embedding.
 
+``fashion_cnn()`` is the representation of the experiments' ``--representation cnn`` (PCA-50 of
+the standardized features, train and test).
+
     python benchmarks/image_features.py extract --engine spark      # about 5 minutes on 2 quiet cores
     python benchmarks/image_features.py analyse                     # prints JSON; runs/features/analysis.json
 """
