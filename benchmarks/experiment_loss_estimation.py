@@ -14,8 +14,14 @@ relative error with its standard error over fits. The per-fit errors are saved a
 Embeddings: the PCA pixels (model-free), and the classifier's centred log-probabilities (uses the
 model's outputs on every row: inference on all n rows, no labels).
 
+``--representation cnn`` replaces the PCA pixels everywhere by PCA-50 of the standardized
+EfficientNet-Lite0 features (``image_features.fashion_cnn``; run ``image_features.py extract``
+first): the classifier whose loss is estimated is trained on them and k-means clusters them. Its
+results go to their own section of docs/RESULTS.md (markers ``experiment-a-cnn``) and figure.
+
     python benchmarks/experiment_loss_estimation.py --quick   # 2 fits x 10 draws, 2 sizes; leaves docs/ alone
     python benchmarks/experiment_loss_estimation.py           # full: 10 fits x 20 draws, updates docs/RESULTS.md
+    python benchmarks/experiment_loss_estimation.py --representation cnn --workdir runs/experiments-cnn
 """
 
 from __future__ import annotations
@@ -35,12 +41,29 @@ from experiment_common import (
     standardizer,
     write_table,
 )
+from image_features import fashion_cnn
 from sklearn.linear_model import LogisticRegression
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.workflows import evaluate
 
 WARMUP = 1_000
+REPRESENTATIONS = {"pixels": fashion_pca, "cnn": fashion_cnn}  # what the classifier and k-means see
+REPRESENTATION_TEXT = {
+    "pixels": "50 PCA components of the pixels",
+    "cnn": "50 PCA components of the standardized EfficientNet-Lite0 features",
+}
+
+
+def representation(config: dict) -> str:
+    return config.get("representation", "pixels")
+
+
+def outputs_name(config: dict) -> tuple[str, str]:
+    """The section's markers and the figure's file name for this representation."""
+    rep = representation(config)
+    return ("experiment-a", "experiment_loss_estimation.png") if rep == "pixels" else (
+        f"experiment-a-{rep}", f"experiment_loss_estimation_{rep}.png")  # fmt: skip
 
 
 def classifier_losses(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +74,8 @@ def classifier_losses(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarr
     model = LogisticRegression(max_iter=2000).fit(scale(data["x"][warm]), data["y"][warm])
     log_p = model.predict_log_proba(scale(data["x"]))
     losses = -log_p[np.arange(len(data["y"])), data["y"]]
+    if not np.isfinite(losses).all():
+        raise ValueError(f"{int((~np.isfinite(losses)).sum())} losses are not finite")
     return losses, log_p - log_p.mean(axis=1, keepdims=True)
 
 
@@ -80,7 +105,7 @@ def schemes_for(embedding: str, k: int) -> list[tuple[str, evaluate.SchemeSettin
     runs = [("model-free", evaluate.SchemeSettings(k=k), "model-free")]
     runs += [("loss-aware", evaluate.SchemeSettings(k=k), "loss-aware")]
     runs += [("loss-aware", evaluate.SchemeSettings(k=k, uniform_share=0.0), "loss-aware, plain (no floor)")]
-    if embedding == "pixels":
+    if embedding != "outputs":
         runs += [("stratified", evaluate.SchemeSettings(k=k), "stratified by cluster")]
     return runs
 
@@ -113,11 +138,11 @@ def one_fit(spark_tables: dict, losses: np.ndarray, fit: int, config: dict) -> d
         model.summary.release()
         fine_k = config["fine_k"]
         large = [m for m in sizes if m >= fine_k]
-        if embedding == "pixels" and fine_k and large:  # the choice of k: finer strata (needs m >= k)
+        if embedding != "outputs" and fine_k and large:  # the choice of k: finer strata (needs m >= k)
             fine = SensitivitySampler(
                 idCol="id", featuresCol=embedding, k=fine_k, seed=fit, **FIT_SETTINGS
             ).fit(table.frame)
-            out["analysis"][f"pixels, k={fine_k}"] = cluster_analysis(fine, losses, 1000)
+            out["analysis"][f"{embedding}, k={fine_k}"] = cluster_analysis(fine, losses, 1000)
             settings = evaluate.SchemeSettings(k=fine_k)
             for result in evaluate.evaluate(table, "stratified", large, seeds, settings, fine, cache):
                 out["rows"].append({"embedding": embedding, "method": f"stratified by cluster, k={fine_k}",
@@ -143,12 +168,12 @@ def run(workdir: Path, config: dict, max_minutes: float | None, resume: bool) ->
             raise SystemExit(f"--resume: {runs_file} was made with other settings: {saved['config']}")
         fits, earlier = saved["fits"], saved["seconds"]
     spark = spark_session()
-    data = fashion_pca()
+    data = REPRESENTATIONS[representation(config)]()
     losses, logits = classifier_losses(data)
     n = len(losses)
     path = write_table(
         workdir / "fashion-losses",
-        {"id": np.arange(n), "pixels": data["x"], "outputs": logits, "loss": losses},
+        {"id": np.arange(n), representation(config): data["x"], "outputs": logits, "loss": losses},
     )
     frame = spark.read.parquet(path)
     tables = {e: evaluate.LossTable(frame, "id", e, "loss") for e in config["embeddings"]}
@@ -267,8 +292,8 @@ def plot(report: dict, rows: list[dict], target: Path) -> None:
         ax.legend(fontsize=7)
     np.atleast_1d(axes)[0].set_ylabel("RMSE / uniform's RMSE (95 % bootstrap over fits)")
     config = report["config"]
-    fig.suptitle(f"Fashion-MNIST, mean cross-entropy estimation: {len(report['fits'])} k-means fits x "
-                 f"{config['draws']} draws, k={config['k']}")  # fmt: skip
+    fig.suptitle(f"Fashion-MNIST ({representation(config)}), mean cross-entropy estimation: "
+                 f"{len(report['fits'])} k-means fits x {config['draws']} draws, k={config['k']}")  # fmt: skip
     fig.tight_layout()
     fig.savefig(target, dpi=110)
 
@@ -300,8 +325,12 @@ def section(report: dict, rows: list[dict]) -> str:
     config = report["config"]
     engines = sorted({e for f in report["fits"] for e in f["engine"].values()})
     fits = len(report["fits"])
+    rep = representation(config)
+    intro = "" if rep == "pixels" else (
+        f"Representation: {REPRESENTATION_TEXT[rep]} (`--representation {rep}`), for both the "
+        f"classifier whose loss is estimated and the k-means clustering (embedding `{rep}`). ")  # fmt: skip
     return (
-        f"n = {report['n']}, true mean loss = {report['true_mean']:.4f}, coefficient of variation of the "
+        f"{intro}n = {report['n']}, true mean loss = {report['true_mean']:.4f}, coefficient of variation of the "
         f"loss = {report['loss_cv']:.2f}. {fits} k-means fits (fit seeds 0-{fits - 1}, k-means engine: "
         f"{', '.join(engines)}), each with its own {config['draws']} draw seeds (fit f draws with seeds "
         f"{config['draws']}f, ..., {config['draws']}f + {config['draws'] - 1}): {fits * config['draws']} "
@@ -311,7 +340,7 @@ def section(report: dict, rows: list[dict]) -> str:
         "errors of 1 (inside the noise); the ratio to the exact uniform RMSE (formula below) has no "
         "noise in the denominator. Mean relative error ± its standard error over fits (spread of the "
         f"per-fit means / sqrt({fits})), marked `*` where it is more than two standard errors from zero. Run time {report['seconds'] / 60:.0f} min.\n\n"
-        f"![loss estimation](figures/experiment_loss_estimation.png)\n\n{markdown_table(header, body)}\n\n"
+        f"![loss estimation](figures/{outputs_name(config)[1]})\n\n{markdown_table(header, body)}\n\n"
         f"Uniform's RMSE from the exact formula sqrt((1 - m/n) var / m) / mean (no seed noise): {exact}.\n\n"
         f"How far clustering can go on this loss (k={config['k']} unless said; at m=1000; mean over the "
         f"fits):\n\n{notes}"
@@ -335,7 +364,18 @@ def main() -> None:
         help="sample sizes m (default: 100 200 500 1000 2000, quick 200 1000)",
     )
     parser.add_argument(
-        "--embeddings", nargs="+", default=["pixels", "outputs"], choices=("pixels", "outputs")
+        "--representation",
+        choices=tuple(REPRESENTATIONS),
+        default="pixels",
+        help="pixels: PCA-50 of the pixels (default); cnn: PCA-50 of the standardized "
+        "EfficientNet-Lite0 features, for the classifier and the clustering (own section of docs/)",
+    )
+    parser.add_argument(
+        "--embeddings",
+        nargs="+",
+        default=None,
+        choices=("pixels", "cnn", "outputs"),
+        help="what k-means clusters (default: the representation and outputs)",
     )
     parser.add_argument(
         "--fine-k", type=int, default=500, help="also stratify by k-means with this k (0: no)"
@@ -361,17 +401,22 @@ def main() -> None:
     )
     args = parser.parse_args()  # fmt: skip
     workdir = Path(args.workdir)
+    embeddings = args.embeddings or [args.representation, "outputs"]
+    if any(e not in (args.representation, "outputs") for e in embeddings):
+        parser.error(f"--embeddings: {args.representation} (the representation) or outputs")
     config = {
         "fits": args.fits or (2 if args.quick else 10),
         "draws": args.draws or (10 if args.quick else 20),
         "sizes": args.sizes or ([200, 1000] if args.quick else [100, 200, 500, 1000, 2000]),
-        "embeddings": args.embeddings,
+        "embeddings": embeddings,
         "k": 100,
         "fine_k": args.fine_k,
     }
+    if args.representation != "pixels":  # pixel runs keep the settings they were saved with
+        config["representation"] = args.representation
     if args.from_runs:
         saved = json.loads((workdir / "loss-estimation-runs.json").read_text())
-        data = fashion_pca()
+        data = REPRESENTATIONS[representation(saved["config"])]()
         losses, _ = classifier_losses(data)
         report = {"n": len(losses), "true_mean": float(losses.mean()), "loss_cv": float(losses.std() / losses.mean()),
                   "config": saved["config"], "fits": saved["fits"], "seconds": saved["seconds"],
@@ -386,14 +431,11 @@ def main() -> None:
               f"bias={r['mean_relative_error']:+.4f}±{r['mean_relative_error_se']:.4f}", flush=True)  # fmt: skip
     summary = {k: v for k, v in report.items() if k != "fits"}
     (workdir / "loss_estimation.json").write_text(json.dumps({**summary, "rows": rows}, indent=1))
-    figure = (
-        workdir / "experiment_loss_estimation.png"
-        if args.quick
-        else FIGURES / "experiment_loss_estimation.png"
-    )
+    markers, figure_name = outputs_name(report["config"])
+    figure = workdir / figure_name if args.quick else FIGURES / figure_name
     plot(report, rows, figure)
     if not args.quick:
-        replace_section("experiment-a", section(report, rows))
+        replace_section(markers, section(report, rows))
     print(f"done in {report['seconds']:.0f} s; figure {figure}")
 
 

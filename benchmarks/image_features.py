@@ -23,6 +23,9 @@ trained on 1,000 uniformly chosen images (as in experiment_loss_estimation.py), 
 pixels (the loss of experiment (a)) and once on the CNN features. It also reports the test accuracy
 of logistic regression trained on 1,000 and 8,000 images of each embedding.
 
+``fashion_cnn()`` is the representation of the experiments' ``--representation cnn`` (PCA-50 of
+the standardized features, train and test).
+
     python benchmarks/image_features.py extract --engine spark      # about 5 minutes on 2 quiet cores
     python benchmarks/image_features.py analyse                     # prints JSON; runs/features/analysis.json
 """
@@ -238,6 +241,19 @@ def pca_embed_vectors(x: np.ndarray, components: int, fit_rows: int = 10_000) ->
     mean = fit.mean(axis=0)
     _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
     return ((x - mean) @ vt[:components].T).astype(np.float64)
+
+
+def fashion_cnn(components: int = 50) -> dict[str, np.ndarray]:
+    """The CNN representation of the experiments' ``--representation cnn``: the cached 1280-d
+    features of train and test, each feature standardized by its mean and spread on the training
+    images, projected on their top ``components`` principal components (fitted on 10,000 of the
+    70,000 images, seed 0). The same keys as ``experiment_common.fashion_pca``."""
+    x, y, x_test, y_test = load_features()
+    if len(x) < len(y) or len(x) < 60_000:
+        raise FileNotFoundError(f"only {len(x)} training images are cached; run image_features.py extract")
+    scale = standardizer(x.astype(np.float64))
+    both = pca_embed_vectors(scale(np.concatenate([x, x_test]).astype(np.float64)), components)
+    return {"x": both[: len(y)], "y": y, "x_test": both[len(y) :], "y_test": y_test}
 
 
 def main() -> None:
