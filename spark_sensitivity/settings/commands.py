@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from spark_sensitivity.settings.choices import (
     AUTO_REPRESENTATIVES_MAX_M,
     CLUSTERING,
-    DEDUP,
     DEFAULT_K,
     DEFAULT_UNIFORM_SHARE,
     EMBEDDING,
@@ -23,13 +23,12 @@ from spark_sensitivity.settings.choices import (
     SELECT_STRATEGIES,
     SENSITIVITY,
 )
-from spark_sensitivity.settings.declaration import Setting, setting, settings_of
+from spark_sensitivity.settings.declaration import Setting, restated, setting, settings_of
 from spark_sensitivity.settings.shared import (
     ClusteringFields,
     DedupFields,
     InputFields,
     RunFields,
-    seed_setting,
 )
 
 
@@ -51,14 +50,12 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         low=1,
         high=MAX_SAMPLE_SIZE,
     )
-    k: int | None = setting(
+    k: int | None = restated(
+        ClusteringFields,
+        "k",
         None,
         f"number of k-means clusters (default: {DEFAULT_K}; the sample size for --strategy "
         "representatives; chosen by --strategy auto)",
-        group=CLUSTERING,
-        kind=int,
-        low=1,
-        param="k",
     )
     strategy: str = setting(
         SENSITIVITY,
@@ -72,9 +69,12 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         choices=SELECT_STRATEGIES,
         param="strategy",
     )
-    seed: int = seed_setting(
+    seed: int = restated(
+        ClusteringFields,
+        "seed",
+        0,
         "seed of the fit sample, k-means init and the draws; the same input and seed give the same "
-        "subset, however the input is partitioned"
+        "subset, however the input is partitioned",
     )
     z: int = setting(
         2,
@@ -202,16 +202,12 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
 class DedupConfig(InputFields, ClusteringFields, RunFields, DedupFields):
     """Every setting of one dedup run (``spark-sensitivity dedup``)."""
 
-    dedup_eps: float = setting(
-        help="rows of one k-means cluster whose cosine similarity is at least 1 - E are near-duplicates; "
+    dedup_eps: float = restated(
+        DedupFields,
+        "dedup_eps",
+        dataclasses.MISSING,
+        "rows of one k-means cluster whose cosine similarity is at least 1 - E are near-duplicates; "
         "one of each group is kept",
-        group=DEDUP,
-        kind=float,
-        low=0,
-        high=1,
-        above=True,
-        below=True,
-        metavar="E",
     )
 
 

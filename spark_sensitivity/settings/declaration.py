@@ -97,6 +97,14 @@ def setting(
     return field(default=None if required else default, metadata=info)
 
 
+def restated(config: type, name: str, default: Any = None, help: str = "") -> Any:
+    """The field ``name`` of ``config`` declared again with another default and help, its check,
+    flag and Param unchanged (dataclasses.MISSING makes it required)."""
+    base = next(f for f in dataclasses.fields(config) if f.name == name)
+    info = {**base.metadata, "help": help, "required": default is dataclasses.MISSING}
+    return field(default=None if info["required"] else default, metadata=info)
+
+
 def settings_of(config: type | Any) -> dict[str, Setting]:
     """The declared settings of a config class (or instance), by field name, in declaration order."""
     return {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from spark_sensitivity.settings.choices import (
     CLUSTERING,
@@ -20,10 +19,6 @@ from spark_sensitivity.settings.choices import (
     OUTPUT,
 )
 from spark_sensitivity.settings.declaration import setting
-
-
-def seed_setting(help: str) -> Any:
-    return setting(0, help, group=CLUSTERING, kind=int, low=0, high=MAX_SEED, param="seed")
 
 
 @dataclass(kw_only=True)
@@ -80,7 +75,15 @@ class ClusteringFields:
         low=1,
         param="k",
     )
-    seed: int = seed_setting("seed of the fit sample, k-means init and tie-breaks")
+    seed: int = setting(
+        0,
+        "seed of the fit sample, k-means init and tie-breaks",
+        group=CLUSTERING,
+        kind=int,
+        low=0,
+        high=MAX_SEED,
+        param="seed",
+    )
     max_iter: int = setting(
         20, "k-means iterations at most", group=CLUSTERING, kind=int, low=1, param="maxIter"
     )
