@@ -25,6 +25,7 @@ import os
 import tempfile
 import urllib.request
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from spark_sensitivity.io.datasets import write_gaussian_mixture
@@ -59,6 +60,25 @@ def _call(name: str) -> str:
     """'fit at /some/where/select.py:237' -> 'fit at select.py:237' (no machine paths in reports)."""
     call, _, place = name.partition(" at ")
     return f"{call} at {Path(place).name}" if place else call
+
+
+def _time(text: str) -> datetime:
+    """The REST API's timestamps, '2026-11-29T23:01:02.345GMT'."""
+    return datetime.strptime(text.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def _timeline(jobs: list[dict]) -> list[str]:
+    """Each job's call, start (seconds after the first job's) and duration: the gaps between jobs are
+    the driver's own work (Python, planning)."""
+    ordered = sorted(jobs, key=lambda j: j["jobId"])
+    first = _time(ordered[0]["submissionTime"])
+    lines = []
+    for job in ordered:
+        start, end = _time(job["submissionTime"]), _time(job["completionTime"])
+        lines.append(
+            f"{(start - first).total_seconds():6.2f} +{(end - start).total_seconds():.2f} s {_call(job['name'])}"
+        )
+    return lines
 
 
 def main() -> None:
@@ -119,6 +139,7 @@ def main() -> None:
                 }
                 for s in sorted(stages, key=lambda s: -s["numTasks"])[:5]
             ],  # fmt: skip
+            "jobs_in_order": _timeline(jobs),
             "timings": manifest["timings"],
         }
     print(json.dumps(report, indent=2))

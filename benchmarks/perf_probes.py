@@ -30,13 +30,13 @@ def gemm_rates(k: int, dim: int, rows: int = 10_000, repeats: int = 5) -> dict[s
     """float32 GEMM rate (GFLOP/s, 2 flops per multiply-add) for 1 and 2 threads, and the kernel's.
 
     Shapes: the assignment's (rows x d) @ (d x k), and a square 2048 product as the machine's peak.
-    The kernel figure is ``cluster.nearest_centers`` on one batch in one thread, as in a Spark task.
+    The kernel figure is ``kernels.nearest_centers`` on one batch in one thread, as in a Spark task.
     The best of ``repeats`` runs is kept: the machine is shared, and the best run is the one least
     disturbed by other work.
     """
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from spark_sensitivity.core.cluster import nearest_centers
+    from spark_sensitivity.core.kernels import nearest_centers
 
     rng = np.random.default_rng(0)
     points = rng.standard_normal((rows, dim), dtype=np.float32)

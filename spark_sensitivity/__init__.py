@@ -15,8 +15,28 @@ The package is built in layers; a module imports only from its own layer or the 
 fails when an import breaks this order, forms a circle, or reaches for another module's private name.
 """
 
-from spark_sensitivity.ml.estimator import SensitivitySampler
-from spark_sensitivity.ml.model import SensitivitySamplerModel
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from spark_sensitivity.version import __version__
 
+if TYPE_CHECKING:
+    from spark_sensitivity.ml.estimator import SensitivitySampler
+    from spark_sensitivity.ml.model import SensitivitySamplerModel
+
 __all__ = ["SensitivitySampler", "SensitivitySamplerModel", "__version__"]
+
+# Loaded on first use: the Python workers import the package for the numpy kernels alone, and
+# pyspark.ml (with pandas) would add half a second to each of them.
+_LAZY = {
+    "SensitivitySampler": "spark_sensitivity.ml.estimator",
+    "SensitivitySamplerModel": "spark_sensitivity.ml.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spark_sensitivity' has no attribute {name!r}")

@@ -5,6 +5,8 @@ another; modules and functions stay small enough to read."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "spark_sensitivity"
@@ -144,3 +146,14 @@ def test_modules_and_functions_stay_small():
                 if length > MAX_FUNCTION_LINES:
                     wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.name}: {length} lines")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_assignment_kernel_loads_without_spark_or_torch():
+    """Every assignment task unpickles these modules in a fresh Python worker: pyspark.ml (with
+    pandas) would cost half a second per worker, torch seconds on a host without a GPU."""
+    probe = (
+        "import sys, spark_sensitivity.core.kernels, spark_sensitivity.core.batches; "
+        "print(sorted(m for m in ('pyspark', 'torch', 'pandas') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -82,13 +82,19 @@ class AssignedRows:
 
 
 def assign_rows(
-    rows: DataFrame, id_col: str, vector_col: str, centers: np.ndarray, z: int, on_invalid: str
+    rows: DataFrame,
+    id_col: str,
+    vector_col: str,
+    centers: np.ndarray,
+    z: int,
+    on_invalid: str,
+    accelerator: str = "auto",
 ) -> AssignedRows:
     """One assignment pass (persisted) and one reduce: every row's nearest center and cost, the
     clusters' statistics, and the invalid rows left out, or a ValueError for them when
     ``on_invalid`` is 'fail'. Only the id travels with the assignment, never the embedding."""
     cache = cluster.assign(
-        rows.select(id_col, vector_col), vector_col, centers, z, keep_vector=False
+        rows.select(id_col, vector_col), vector_col, centers, z, keep_vector=False, accelerator=accelerator
     ).persist()
     found = score.cluster_stats(cache, len(centers))
     try:

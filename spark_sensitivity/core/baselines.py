@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, FloatType
 
 from spark_sensitivity.core import rowrandom, sample
+from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
 
 # Leverage scores are a baseline too; they stay importable from here.
@@ -32,7 +33,7 @@ from spark_sensitivity.core.leverage import LEVERAGE_COL as LEVERAGE_COL
 from spark_sensitivity.core.leverage import leverage_scores as leverage_scores
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.score import PROBABILITY_COL
-from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.core.vectors import vector_values
 
 SEED_COL = "seed"
 WEIGHT_COL = sample.WEIGHT_COL

@@ -2,7 +2,8 @@
 
 The fit runs on a bounded sample. When that sample is small enough, it is collected and fitted with
 :mod:`localkmeans` on the driver (float32 GEMM at the machine's rate); otherwise MLlib's distributed
-k-means fits it. The assignment pass is numpy over Arrow batches in every task.
+k-means fits it. The assignment pass runs :mod:`kernels` over Arrow batches in every task (numpy, or
+torch on a GPU).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import localkmeans, rowrandom
+from spark_sensitivity.core import kernels, localkmeans, rowrandom, torchkernel
+from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.runtime import has_jvm
-from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.settings import ENGINES as ENGINES
 
 CLUSTER_COL = "cluster_id"
@@ -51,6 +53,7 @@ class KMeansSettings:
     seed: int = 0
     engine: str = "auto"
     driver_max_bytes: int = 512 << 20
+    accelerator: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class KMeansFit:
     iterations: int
     training_cost: float
     engine: str
+    device: str = "cpu"
 
 
 def fit_fraction(fraction: float | None, points_per_center: int, k: int, rows: Callable[[], int]) -> float:
@@ -186,10 +190,19 @@ def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMe
     distinct = localkmeans.count_distinct_rows(x, settings.k)
     if distinct < settings.k:
         raise _too_few_distinct(settings.k, distinct)
+    # On a GPU the sample is uploaded once and each Lloyd pass's products run there (same arg-min).
+    on_gpu = torchkernel.resolve_accelerator(settings.accelerator) == "cuda"
     centers, iterations, cost = localkmeans.fit(
-        x, settings.k, settings.max_iter, settings.tol, settings.init_mode, settings.init_steps, settings.seed
+        x,
+        settings.k,
+        settings.max_iter,
+        settings.tol,
+        settings.init_mode,
+        settings.init_steps,
+        settings.seed,
+        assigner=torchkernel.resident_assigner(x) if on_gpu else None,
     )
-    return KMeansFit(centers, len(x), iterations, cost, "driver")
+    return KMeansFit(centers, len(x), iterations, cost, "driver", "cuda" if on_gpu else "cpu")
 
 
 def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeansFit:
@@ -238,18 +251,6 @@ def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeans
     return fit
 
 
-def nearest_centers(points: np.ndarray, centers: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each point's nearest center, and its cost ||x - c||^z.
-
-    The arg-min is :func:`localkmeans.nearest`: a float32 product on data shifted to the centers'
-    mean, near-ties decided in float64, so it is the exact arg-min whatever the offset of the data.
-    The cost of the chosen center is computed in float64, so neither depends on the batching.
-    """
-    assignment = localkmeans.nearest(points, centers)
-    cost = localkmeans.squared_distances(points, centers, assignment)
-    return assignment, (np.sqrt(cost) if z == 1 else cost)
-
-
 class DerivedColumns(Protocol):
     """Further per-row columns computed from (cluster id, cost) in the same pass, e.g. sensitivity."""
 
@@ -266,13 +267,14 @@ def assign(
     z: int,
     derived: DerivedColumns | None = None,
     keep_vector: bool = True,
+    accelerator: str = "auto",
 ) -> DataFrame:
     """``df`` plus ``cluster_id`` and ``cost`` (null where the embedding is invalid), in one pass.
 
     Runs as mapInArrow: each Arrow record batch becomes one numpy matrix; the other columns pass
     through untouched. ``derived`` adds columns computed from the assignment in the same pass.
     ``keep_vector=False`` leaves the embedding out of the result, so it never travels back from
-    Python to the JVM.
+    Python to the JVM. ``accelerator`` (auto|cpu|cuda) is resolved in each task, on its executor.
     """
     dim = centers.shape[1]
     values = vector_values(df, vector_col)  # checks the column's type
@@ -288,9 +290,10 @@ def assign(
     )
 
     def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        nearest = kernels.nearest_function(centers, accelerator)
         for batch in batches:
             matrix, valid = batch_matrix(batch.column(source), dim)
-            assignment, cost = nearest_centers(matrix, centers, z)
+            assignment, cost = kernels.nearest_centers(matrix, centers, z, nearest)
             invalid = ~valid
             out = batch.drop_columns(dropped)
             out = out.append_column(

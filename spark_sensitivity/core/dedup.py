@@ -40,6 +40,7 @@ from pyspark.sql.types import (
 )
 
 from spark_sensitivity.core import localkmeans, rowrandom
+from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.cluster import CLUSTER_COL
 from spark_sensitivity.core.dedupkernel import (
     DEFAULT_BLOCK_ROWS,
@@ -48,7 +49,7 @@ from spark_sensitivity.core.dedupkernel import (
     close_pairs,
     normalize_rows,
 )
-from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.settings import KEEP_RULES as KEEP_RULES
 
 DUPLICATE_OF_COL = "duplicate_of"

@@ -6,6 +6,9 @@ The kernel runs in every assignment task; the rest fits the bounded k-means samp
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 
 # Rows per block of the (rows x k) score matrix: 8 MiB of float32, which stays in the cache while it
@@ -50,7 +53,7 @@ def nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
     norms = np.einsum("ij,ij->i", shifted, shifted, dtype=np.float64)
     rhs = np.vstack([-2.0 * shifted.T, norms.astype(np.float32)[None, :]])
     reach = float(np.sqrt(norms.max()))
-    slack = _TIE_SLACK * (dim + 4) * _FLOAT32_EPSILON
+    slack = tie_slack(dim)
     index = np.empty(n, dtype=np.int32)
     step = max(1, SCORE_BLOCK_ELEMENTS // k)
     local = np.ones((min(step, n), dim + 1), dtype=np.float32)
@@ -70,13 +73,31 @@ def nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
         near_tie = ~(scores.min(axis=1) > threshold)  # also catches NaN scores (overflow)
         if near_tie.any():
             tied = np.flatnonzero(near_tie)
-            scores[tied, best[tied]] = -np.inf
-            close = scores[tied] <= threshold[tied, None]
-            close[~close.any(axis=1)] = True  # no usable float32 score: every center is a candidate
-            pair_rows, pair_centers = np.nonzero(close)
-            winners = _nearest_among(block, centers, tied[pair_rows], pair_centers)
-            index[start + tied] = winners
+            tied_scores = scores[tied]
+            tied_scores[np.arange(len(tied)), best[tied]] = -np.inf
+            index[start + tied] = settle_near_ties(block[tied], centers, tied_scores, threshold[tied])
     return index
+
+
+def tie_slack(dim: int) -> float:
+    """The factor s of the bound s * (||x'|| + ||c'||)^2 within which two float32 scores may be
+    swapped (see the constants above): shared by every kernel that decides near-ties exactly."""
+    return _TIE_SLACK * (dim + 4) * _FLOAT32_EPSILON
+
+
+def settle_near_ties(
+    points: np.ndarray, centers: np.ndarray, scores: np.ndarray, threshold: np.ndarray
+) -> np.ndarray:
+    """Each row's exact nearest center, for rows whose float32 winner is not certain.
+
+    ``scores`` are the rows' float32 scores with the float32 winner set to -inf (it stays a
+    candidate); every center scoring at most the row's ``threshold`` is a candidate, and the
+    candidates are compared by exact float64 distances.
+    """
+    close = scores <= threshold[:, None]
+    close[~close.any(axis=1)] = True  # no usable float32 score: every center is a candidate
+    pair_rows, pair_centers = np.nonzero(close)
+    return _nearest_among(points, centers, pair_rows, pair_centers)
 
 
 def _nearest_among(
@@ -121,14 +142,26 @@ def distinct_rows(x: np.ndarray) -> np.ndarray:
     return np.sort(np.unique(fingerprints, return_index=True)[1])
 
 
+# For fixed rows: centers -> each row's nearest center (the arg-min of :func:`nearest`).
+Assigner = Callable[[np.ndarray], np.ndarray]
+
+
 def lloyd(
-    x: np.ndarray, centers: np.ndarray, max_iter: int, tol: float, weights: np.ndarray | None = None
+    x: np.ndarray,
+    centers: np.ndarray,
+    max_iter: int,
+    tol: float,
+    weights: np.ndarray | None = None,
+    assigner: Assigner | None = None,
 ) -> tuple[np.ndarray, int, float]:
     """(Weighted) Lloyd iterations, stopping when no center moves more than ``tol``.
 
     Returns the centers (float64), the iterations run and the final cost. An empty cluster keeps its
-    center, as in MLlib.
+    center, as in MLlib. ``assigner`` finds the rows' nearest centers (default: :func:`nearest` on
+    ``x``); one that returns the same arg-min, e.g. on a GPU, gives the same result.
     """
+    if assigner is None:
+        assigner = functools.partial(nearest, x)
     centers = centers.astype(np.float64)
     k = len(centers)
     # Per-cluster sums as one bincount per dimension over contiguous rows of x^T: 0.04 s a pass at
@@ -137,7 +170,7 @@ def lloyd(
     iterations = 0
     while iterations < max_iter:
         iterations += 1
-        index = nearest(x, centers)
+        index = assigner(centers)
         mass = np.bincount(index, weights=weights, minlength=k)
         present = np.flatnonzero(np.bincount(index, minlength=k))
         sums = np.stack([np.bincount(index, weights=column, minlength=k) for column in columns], axis=1)
@@ -147,7 +180,7 @@ def lloyd(
         centers = moved
         if shift <= tol * tol:
             break
-    distance = squared_distances(x, centers, nearest(x, centers))
+    distance = squared_distances(x, centers, assigner(centers))
     return centers, iterations, float(distance.sum() if weights is None else distance @ weights)
 
 
@@ -201,17 +234,25 @@ def init_parallel(x: np.ndarray, k: int, steps: int, rng: np.random.Generator) -
 
 
 def fit(
-    x: np.ndarray, k: int, max_iter: int, tol: float, init_mode: str, init_steps: int, seed: int
+    x: np.ndarray,
+    k: int,
+    max_iter: int,
+    tol: float,
+    init_mode: str,
+    init_steps: int,
+    seed: int,
+    assigner: Assigner | None = None,
 ) -> tuple[np.ndarray, int, float]:
     """k-means on the rows of ``x`` (float32, in a fixed order): centers, iterations and cost.
 
     ``x`` must hold at least ``k`` distinct rows. k-means|| seeds on the first
     ``INIT_ROWS_PER_CENTER * k`` rows, so ``x`` should be in random order (the fit sample is sorted
-    by row hash).
+    by row hash). ``assigner`` runs the Lloyd iterations' nearest-center passes over ``x`` (see
+    :func:`lloyd`).
     """
     rng = np.random.default_rng(seed)
     if init_mode == "random":
         start = x[np.sort(rng.choice(distinct_rows(x), size=k, replace=False))]
     else:
         start = init_parallel(x[: INIT_ROWS_PER_CENTER * k], k, init_steps, rng)
-    return lloyd(x, start, max_iter, tol)
+    return lloyd(x, start, max_iter, tol, assigner=assigner)

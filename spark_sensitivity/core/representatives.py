@@ -11,9 +11,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import cluster
+from spark_sensitivity.core import kernels
+from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.vectors import batch_matrix, vector_values
+from spark_sensitivity.core.vectors import vector_values
 
 DISTANCE_COL = "distance"
 PROXY_COL = "proxy_loss"
@@ -90,7 +91,7 @@ def representative_costs(
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             matrix, valid = batch_matrix(batch.column(_VECTOR_TMP), dim)
-            index, _ = cluster.nearest_centers(matrix[valid], centers_with_rep, z)
+            index, _ = kernels.nearest_centers(matrix[valid], centers_with_rep, z)
             diff = matrix[valid].astype(np.float64) - rep_vectors[index]
             cost = np.einsum("ij,ij->i", diff, diff)
             cost = np.sqrt(cost) if z == 1 else cost

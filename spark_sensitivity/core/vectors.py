@@ -1,9 +1,9 @@
-"""Embedding columns: accepted Spark types, and Arrow batches to numpy matrices."""
+"""Embedding columns: the accepted Spark types, and embeddings stored as text parsed to arrays.
+
+Arrow batches become numpy matrices in :mod:`batches`, which the Python workers load without Spark."""
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import Column, DataFrame
@@ -25,32 +25,6 @@ def vector_values(df: DataFrame, column: str) -> Column:
     raise ValueError(
         f"embedding column {column!r} has type {dtype.simpleString()}; expected {ACCEPTED_TYPES}"
     )
-
-
-def batch_matrix(values: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """The (rows, dim) float matrix of an Arrow list column, and a mask of its valid rows.
-
-    A row is valid when its embedding is non-null, has exactly ``dim`` elements, and all of them are
-    finite. Invalid rows get a zero row in the matrix so the batch keeps its shape.
-    """
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    n = len(values)
-    lengths = values.value_lengths().fill_null(0).to_numpy(zero_copy_only=False)
-    flat = values.flatten().to_numpy(zero_copy_only=False)  # element nulls become NaN
-    valid = lengths == dim
-    if valid.all():
-        matrix = flat.reshape(n, dim)
-    else:
-        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        matrix = np.zeros((n, dim), dtype=flat.dtype)
-        rows = np.flatnonzero(valid)
-        matrix[rows] = flat[starts[rows, None] + np.arange(dim)]
-    finite = np.isfinite(matrix).all(axis=1)
-    if not finite.all():
-        matrix = matrix.copy()
-        matrix[~finite] = 0.0
-    return matrix, valid & finite
 
 
 def parse_text_vectors(df: DataFrame, column: str) -> DataFrame:

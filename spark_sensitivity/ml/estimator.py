@@ -18,7 +18,7 @@ from pyspark.ml.util import (
 )
 from pyspark.sql import DataFrame
 
-from spark_sensitivity.core import cluster
+from spark_sensitivity.core import cluster, torchkernel
 from spark_sensitivity.core.assigned import assign_rows
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
@@ -58,6 +58,10 @@ class SensitivitySampler(
         (float32 matrix products); "mllib" runs MLlib's distributed KMeans; "auto" picks the driver
         while the float32 sample is at most driverFitMaxMB and a quarter of the driver's heap.
     driverFitMaxMB : int, default 512
+    accelerator : {"auto", "cpu", "cuda"}, default "auto"
+        Where the nearest-center products run: "cuda" on a GPU through torch (the driver's fit and
+        each assignment task), "cpu" in numpy, "auto" on a GPU wherever torch sees one. Either gives
+        the same assignment.
     checkUniqueIds : bool, default True
         Check that ids are unique before fitting (one shuffle of the id column).
     onInvalid : {"fail", "skip"}, default "fail"
@@ -92,6 +96,7 @@ class SensitivitySampler(
         pointsPerCenter: int | None = None,
         fitEngine: str | None = None,
         driverFitMaxMB: int | None = None,
+        accelerator: str | None = None,
         onInvalid: str | None = None,
         checkUniqueIds: bool | None = None,
         strategy: str | None = None,
@@ -115,10 +120,13 @@ class SensitivitySampler(
             seed=self.getSeed(),
             engine=self.getFitEngine(),
             driver_max_bytes=self.getDriverFitMaxMB() << 20,
+            accelerator=self.getAccelerator(),
         )
 
     def _fit(self, dataset: DataFrame) -> SensitivitySamplerModel:
         self.validate_params()
+        if self.getAccelerator() == "cuda" and self.getFitEngine() != "mllib":
+            torchkernel.resolve_accelerator("cuda")  # the driver fits on its GPU: fail before any work
         input_rows = self.validate_input(dataset)  # the id check counts the rows in its pass
         if input_rows == 0:
             raise ValueError("the input has no rows")
@@ -131,13 +139,20 @@ class SensitivitySampler(
         kmeans = cluster.fit_centers(fit_rows, self._kmeans_settings())
         fitted = time.perf_counter()
         rows = assign_rows(
-            dataset, id_col, vector_col, kmeans.centers, self.getCostPower(), self.getOnInvalid()
+            dataset,
+            id_col,
+            vector_col,
+            kmeans.centers,
+            self.getCostPower(),
+            self.getOnInvalid(),
+            self.getAccelerator(),
         )
         info = {
             "input_rows": input_rows,
             "fit_fraction": fraction,
             "fit_rows": kmeans.fit_rows,
             "kmeans_engine": kmeans.engine,
+            "kmeans_device": kmeans.device,
             "kmeans_iterations": kmeans.iterations,
             "kmeans_fit_cost": kmeans.training_cost,
             "invalid_rows": rows.invalid_rows,

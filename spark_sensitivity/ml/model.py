@@ -110,13 +110,24 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             return AssignedRows(fitted.rows, fitted.assigned, self._stats, fitted.invalid_rows, fitted.id_col)
         centers = np.asarray(self._centers, dtype=np.float64)
         return assign_rows(
-            dataset, self.getIdCol(), self.getFeaturesCol(), centers, self.getCostPower(), onInvalid
+            dataset,
+            self.getIdCol(),
+            self.getFeaturesCol(),
+            centers,
+            self.getCostPower(),
+            onInvalid,
+            self.getAccelerator(),
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         """Adds cluster_id, cost, sensitivity and probability (under the fitted statistics)."""
         return cluster.assign(
-            dataset, self.getFeaturesCol(), self._centers, self.getCostPower(), derived=self._stats
+            dataset,
+            self.getFeaturesCol(),
+            self._centers,
+            self.getCostPower(),
+            derived=self._stats,
+            accelerator=self.getAccelerator(),
         )
 
     def sample(

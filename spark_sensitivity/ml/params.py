@@ -60,6 +60,7 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
     pointsPerCenter: Param[int] = _param("pointsPerCenter")
     fitEngine: Param[str] = _param("fitEngine")
     driverFitMaxMB: Param[int] = _param("driverFitMaxMB")
+    accelerator: Param[str] = _param("accelerator")
     checkUniqueIds: Param[bool] = _param("checkUniqueIds")
     onInvalid: Param[str] = _param("onInvalid")
     strategy: Param[str] = _param("strategy")
@@ -94,6 +95,9 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
 
     def getDriverFitMaxMB(self) -> int:
         return self.getOrDefault(self.driverFitMaxMB)
+
+    def getAccelerator(self) -> str:
+        return self.getOrDefault(self.accelerator)
 
     def getOnInvalid(self) -> str:
         return self.getOrDefault(self.onInvalid)

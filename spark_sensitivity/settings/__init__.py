@@ -9,6 +9,7 @@ modules that implement them import them from here.
 """
 
 from spark_sensitivity.settings.choices import (
+    ACCELERATORS,
     AUTO,
     AUTO_REPRESENTATIVES_MAX_M,
     CLUSTERING,
@@ -44,6 +45,7 @@ from spark_sensitivity.settings.declaration import Setting, check_settings, sett
 from spark_sensitivity.settings.shared import ClusteringFields, DedupFields, InputFields, RunFields
 
 __all__ = [
+    "ACCELERATORS",
     "AUTO",
     "AUTO_REPRESENTATIVES_MAX_M",
     "CLUSTERING",

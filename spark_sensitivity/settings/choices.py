@@ -20,6 +20,7 @@ AUTO_REPRESENTATIVES_MAX_M = 1000
 
 MODES = ("model-free", "loss-aware")
 ENGINES = ("auto", "driver", "mllib")
+ACCELERATORS = ("auto", "cpu", "cuda")
 INIT_MODES = ("k-means||", "random")
 ON_INVALID = ("fail", "skip")
 REP_WEIGHTS = ("zero", "cluster")

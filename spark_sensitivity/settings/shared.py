@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spark_sensitivity.settings.choices import (
+    ACCELERATORS,
     CLUSTERING,
     DEDUP,
     DEFAULT_BLOCK_ROWS,
@@ -132,6 +133,15 @@ class ClusteringFields:
         kind=int,
         low=0,
         param="driverFitMaxMB",
+    )
+    accelerator: str = setting(
+        "auto",
+        "where the nearest-center products run (the driver's k-means fit and each assignment task): "
+        "cuda = a GPU through torch, cpu = numpy, auto = a GPU wherever torch is installed and sees "
+        "one; either gives the same assignment",
+        group=CLUSTERING,
+        choices=ACCELERATORS,
+        param="accelerator",
     )
 
 

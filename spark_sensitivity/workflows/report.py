@@ -17,10 +17,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from spark_sensitivity.core import rowrandom, score
+from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.cluster import CLUSTER_COL
 from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.core.score import SENSITIVITY_COL
-from spark_sensitivity.core.vectors import batch_matrix, parse_text_vectors, vector_values
+from spark_sensitivity.core.vectors import parse_text_vectors, vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.storage import read_table
 from spark_sensitivity.ml.model import SensitivitySamplerModel
