@@ -23,7 +23,7 @@ def _subset(folder):
     return table.column("id").to_pylist(), table.column("count").to_pylist(), np.array(table.column("weight"))
 
 
-@pytest.mark.parametrize("engine", ["driver", "mllib"])
+@pytest.mark.parametrize("engine", ["driver", "executors", "mllib"])
 def test_connect_and_classic_runs_give_the_same_subset(spark, tmp_path, engine):
     points, _ = blobs(3000, 6, 5, seed=4)
     source = tmp_path / "input"

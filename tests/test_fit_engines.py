@@ -1,4 +1,4 @@
-"""The two k-means engines (numpy on the driver, MLlib distributed) and the kernel they share."""
+"""The k-means engines (numpy on the driver, Lloyd on the executors, MLlib) and the kernel they share."""
 
 from __future__ import annotations
 
@@ -82,9 +82,9 @@ def test_auto_engine_keeps_large_samples_off_the_driver():
     settings = cluster.KMeansSettings(k=10, driver_max_bytes=100 << 20)
     heap = 4 << 30
     assert cluster.choose_engine(settings, rows=100_000, dim=128, heap_bytes=heap) == "driver"  # 49 MiB
-    assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=heap) == "mllib"  # 146 MiB
+    assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=heap) == "executors"  # 146 MiB
     # Under the byte limit, but more than a quarter of a 512 MiB heap.
-    assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=512 << 20) == "mllib"
+    assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=512 << 20) == "executors"
     forced = cluster.KMeansSettings(k=10, engine="driver", driver_max_bytes=0)
     assert cluster.choose_engine(forced, rows=10**9, dim=768, heap_bytes=heap) == "driver"
 
@@ -115,12 +115,12 @@ def test_engines_agree_on_cost_and_are_recorded(mixture):
             model.summary.release()
 
 
-def test_auto_picks_the_driver_for_a_small_sample_and_mllib_over_the_limit(mixture):
+def test_auto_picks_the_driver_for_a_small_sample_and_the_executors_over_the_limit(mixture):
     small = SensitivitySampler(k=8, seed=2).fit(mixture)
     over = SensitivitySampler(k=8, seed=2, driverFitMaxMB=0).fit(mixture)
     try:
         assert small.fitInfo["kmeans_engine"] == "driver"
-        assert over.fitInfo["kmeans_engine"] == "mllib"
+        assert over.fitInfo["kmeans_engine"] == "executors"
     finally:
         small.summary.release()
         over.summary.release()
@@ -134,7 +134,9 @@ def test_driver_engine_refuses_k_above_the_distinct_points(spark):
 
 
 def test_unknown_engine_is_refused(mixture):
-    with pytest.raises(ValueError, match="fitEngine must be one of auto, driver, mllib, got 'gpu'"):
+    with pytest.raises(
+        ValueError, match="fitEngine must be one of auto, driver, executors, mllib, got 'gpu'"
+    ):
         SensitivitySampler(k=3, fitEngine="gpu").fit(mixture)
 
 
@@ -149,3 +151,42 @@ def test_assign_without_the_vector_keeps_every_other_column(mixture):
     a = kept.drop("embedding").orderBy("id").collect()
     b = lean.orderBy("id").collect()
     assert a == b
+
+
+def test_executors_engine_fits_what_the_driver_fits(mixture):
+    """Same sample, same seeds (k-means|| on the driver), the same exact arg-min: only the order in
+    which the per-cluster sums are added differs."""
+    fits = {
+        engine: SensitivitySampler(k=8, seed=2, fitEngine=engine, pointsPerCenter=0).fit(mixture)
+        for engine in ("driver", "executors")
+    }
+    try:
+        assert fits["executors"].fitInfo["kmeans_engine"] == "executors"
+        np.testing.assert_allclose(
+            fits["executors"].clusterCenters(), fits["driver"].clusterCenters(), rtol=1e-9
+        )
+        assert fits["executors"].fitInfo["kmeans_fit_cost"] == pytest.approx(
+            fits["driver"].fitInfo["kmeans_fit_cost"], rel=1e-9
+        )
+        assert fits["executors"].fitInfo["kmeans_iterations"] == fits["driver"].fitInfo["kmeans_iterations"]
+    finally:
+        for model in fits.values():
+            model.summary.release()
+
+
+def test_executors_engine_does_not_depend_on_the_input_partitioning(spark):
+    points, _ = blobs(4000, 5, 12, seed=21)
+    centers = []
+    for partitions in (1, 7):
+        frame = embeddings_frame(spark, points, partitions=partitions)
+        model = SensitivitySampler(k=12, seed=4, fitEngine="executors", pointsPerCenter=0).fit(frame)
+        centers.append(np.array(model.clusterCenters()))
+        model.summary.release()
+    np.testing.assert_array_equal(centers[0], centers[1])
+
+
+def test_executors_engine_refuses_k_above_the_distinct_points(spark):
+    rows = [(i, [float(i % 3), 0.0]) for i in range(60)]
+    frame = spark.createDataFrame(rows, "id long, embedding array<double>")
+    with pytest.raises(ValueError, match="k=5 is larger than the 3 distinct points"):
+        SensitivitySampler(k=5, fitEngine="executors").fit(frame)

@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import kernels, localkmeans, rowrandom, torchkernel
+from spark_sensitivity.core import distkmeans, kernels, localkmeans, rowrandom, torchkernel
 from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.core.vectors import vector_values
@@ -122,12 +122,13 @@ def memory_bytes(text: str) -> int:
 
 def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int) -> str:
     """The engine 'auto' resolves to: the driver while the float32 sample fits both
-    ``driver_max_bytes`` and a quarter of the driver's heap, MLlib beyond."""
+    ``driver_max_bytes`` and a quarter of the driver's heap, the executors beyond (MLlib only when
+    asked for: its k-means|| seeding is single-threaded on the driver, see docs/PERFORMANCE.md)."""
     if settings.engine != "auto":
         return settings.engine
     sample_bytes = rows * dim * 4
     fits = sample_bytes <= min(settings.driver_max_bytes, heap_bytes // _DRIVER_HEAP_SHARE)
-    return "driver" if fits else "mllib"
+    return "driver" if fits else "executors"
 
 
 def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
@@ -155,6 +156,8 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
         engine = choose_engine(settings, rows, dim, driver_heap_bytes(sample.sparkSession))
         if engine == "driver":
             fit = _fit_on_driver(shifted, dim, settings)
+        elif engine == "executors":
+            fit = _fit_on_executors(shifted, rows, dim, settings)
         else:
             fit = _fit_mllib(shifted, rows, settings)
         return replace(fit, centers=fit.centers + origin)
@@ -203,6 +206,24 @@ def _fit_on_driver(sample: DataFrame, dim: int, settings: KMeansSettings) -> KMe
         assigner=torchkernel.resident_assigner(x) if on_gpu else None,
     )
     return KMeansFit(centers, len(x), iterations, cost, "driver", "cuda" if on_gpu else "cpu")
+
+
+def _fit_on_executors(sample: DataFrame, rows: int, dim: int, settings: KMeansSettings) -> KMeansFit:
+    """Seeds on the driver from a bounded head of the sample, Lloyd on the executors (distkmeans)."""
+    centers, iterations, cost = distkmeans.fit(
+        sample,
+        _HASH_TMP,
+        _VECTOR_TMP,
+        rows,
+        dim,
+        settings.k,
+        settings.max_iter,
+        settings.tol,
+        (settings.init_mode, settings.init_steps, settings.seed),
+        settings.driver_max_bytes,
+        settings.accelerator,
+    )
+    return KMeansFit(centers, rows, iterations, cost, "executors")
 
 
 def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeansFit:

@@ -172,16 +172,24 @@ def lloyd(
         iterations += 1
         index = assigner(centers)
         mass = np.bincount(index, weights=weights, minlength=k)
-        present = np.flatnonzero(np.bincount(index, minlength=k))
         sums = np.stack([np.bincount(index, weights=column, minlength=k) for column in columns], axis=1)
-        moved = centers.copy()
-        moved[present] = sums[present] / mass[present, None]
-        shift = ((moved - centers) ** 2).sum(axis=1).max()
-        centers = moved
+        centers, shift = moved_centers(centers, np.bincount(index, minlength=k), mass, sums)
         if shift <= tol * tol:
             break
     distance = squared_distances(x, centers, assigner(centers))
     return centers, iterations, float(distance.sum() if weights is None else distance @ weights)
+
+
+def moved_centers(
+    centers: np.ndarray, counts: np.ndarray, mass: np.ndarray, sums: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Lloyd's update: each center with rows (``counts`` > 0) moves to their mean, ``sums`` / ``mass``
+    (weighted or not); an empty cluster keeps its center, as in MLlib. Returns the new centers and
+    the largest squared move."""
+    present = np.flatnonzero(counts)
+    moved = centers.copy()
+    moved[present] = sums[present] / mass[present, None]
+    return moved, float(((moved - centers) ** 2).sum(axis=1).max())
 
 
 def _weighted_kmeans_pp(
@@ -250,9 +258,15 @@ def fit(
     by row hash). ``assigner`` runs the Lloyd iterations' nearest-center passes over ``x`` (see
     :func:`lloyd`).
     """
-    rng = np.random.default_rng(seed)
-    if init_mode == "random":
-        start = x[np.sort(rng.choice(distinct_rows(x), size=k, replace=False))]
-    else:
-        start = init_parallel(x[: INIT_ROWS_PER_CENTER * k], k, init_steps, rng)
+    start = seed_centers(x, k, init_mode, init_steps, np.random.default_rng(seed))
     return lloyd(x, start, max_iter, tol, assigner=assigner)
+
+
+def seed_centers(
+    x: np.ndarray, k: int, init_mode: str, init_steps: int, rng: np.random.Generator
+) -> np.ndarray:
+    """k starting centers from the rows of ``x`` (in random order): k distinct rows at random, or
+    k-means|| on the first ``INIT_ROWS_PER_CENTER * k`` rows."""
+    if init_mode == "random":
+        return x[np.sort(rng.choice(distinct_rows(x), size=k, replace=False))]
+    return init_parallel(x[: INIT_ROWS_PER_CENTER * k], k, init_steps, rng)

@@ -53,10 +53,13 @@ class SensitivitySampler(
         Fit k-means on this fraction of the rows.
     pointsPerCenter : int, default 256
         When fitFraction is unset, fit on about ``pointsPerCenter * k`` rows (0: all rows).
-    fitEngine : {"auto", "driver", "mllib"}, default "auto"
+    fitEngine : {"auto", "driver", "executors", "mllib"}, default "auto"
         Where k-means fits its sample. "driver" collects it and runs k-means|| and Lloyd in numpy
-        (float32 matrix products); "mllib" runs MLlib's distributed KMeans; "auto" picks the driver
-        while the float32 sample is at most driverFitMaxMB and a quarter of the driver's heap.
+        (float32 matrix products); "executors" seeds the same way on the driver from the sample's
+        first 64 rows per center (at most driverFitMaxMB), then runs each Lloyd iteration as one
+        Spark job with the same kernel in the tasks; "mllib" runs MLlib's distributed KMeans;
+        "auto" picks the driver while the float32 sample is at most driverFitMaxMB and a quarter of
+        the driver's heap, the executors beyond.
     driverFitMaxMB : int, default 512
     accelerator : {"auto", "cpu", "cuda"}, default "auto"
         Where the nearest-center products run: "cuda" on a GPU through torch (the driver's fit and

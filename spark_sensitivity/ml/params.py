@@ -110,7 +110,7 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
 
     def validate_params(self) -> None:
         """A ValueError naming the first Param whose value its setting does not allow, e.g.
-        "fitEngine must be one of auto, driver, mllib, got 'gpu'"; fails before any work."""
+        "fitEngine must be one of auto, driver, executors, mllib, got 'gpu'"; fails before any work."""
         for name, declared in _DECLARED.items():
             # The select job's strategies include loss-aware, which the Param does not take.
             if name != "strategy" and self.isDefined(self.getParam(name)):

@@ -19,7 +19,7 @@ DEFAULT_K = 100
 AUTO_REPRESENTATIVES_MAX_M = 1000
 
 MODES = ("model-free", "loss-aware")
-ENGINES = ("auto", "driver", "mllib")
+ENGINES = ("auto", "driver", "executors", "mllib")
 ACCELERATORS = ("auto", "cpu", "cuda")
 INIT_MODES = ("k-means||", "random")
 ON_INVALID = ("fail", "skip")

@@ -120,8 +120,10 @@ class ClusteringFields:
     fit_engine: str = setting(
         "auto",
         "where k-means fits its sample: driver = collected and fitted in numpy (fast while the sample "
-        "is small), mllib = MLlib's distributed KMeans, auto = the driver while the sample fits "
-        "--driver-fit-max-mb and a quarter of the driver's heap",
+        "is small), executors = seeded on the driver from a bounded subsample, then Lloyd iterations "
+        "on the executors with the project's kernel, mllib = MLlib's distributed KMeans, auto = the "
+        "driver while the sample fits --driver-fit-max-mb and a quarter of the driver's heap, "
+        "executors beyond",
         group=CLUSTERING,
         choices=ENGINES,
         param="fitEngine",

@@ -44,7 +44,11 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     task_memory = batch_rows * d * 8 * 2 + score_rows * k * 4 + k * d * 12
     settings = KMeansSettings(k=k, engine=config.fit_engine, driver_max_bytes=config.driver_fit_max_mb << 20)
     engine = choose_engine(settings, fit_rows, d, driver_heap_bytes(spark))
-    where = "on the driver in numpy" if engine == "driver" else "MLlib block solver (distributed)"
+    where = {
+        "driver": "on the driver in numpy",
+        "executors": "seeded on the driver, Lloyd iterations on the executors",
+        "mllib": "MLlib block solver (distributed)",
+    }[engine]
     exists = AtomicOutput(spark, config.output, config.overwrite).exists()
     return redact(
         {
