@@ -230,7 +230,8 @@ class LossAwareSelection:
         ).join(F.broadcast(self.proxy_frame()), on=CLUSTER_COL, how="left")
         ordered = [self.id_col, CLUSTER_COL, COST_COL, PROXY_COL, SENSITIVITY_COL, PROBABILITY_COL]
         combined = combined.select(*ordered, sample.COUNT_COL, sample.WEIGHT_COL, ROLE_COL)
-        return combined.join(self.source.drop(*drop_columns), on=self.id_col, how="inner")
+        most_rows = sample_size + len(self.representatives)
+        return sample.join_input(combined, self.source.drop(*drop_columns), self.id_col, most_rows)
 
     def release(self) -> None:
         self.scored.unpersist()

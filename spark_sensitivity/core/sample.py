@@ -36,6 +36,10 @@ HASH_COL = "__ss_row_hash"
 DRAW_INDEX_COL = "__ss_draw_index"
 DRAW_KEY_COL = "__ss_draw_key"
 MAX_ATTEMPTS = 8
+# The drawn rows are joined back to the input by broadcasting them while they can be this many
+# (about 60 MB of ids, costs and weights): the input is then scanned once, not shuffled. More
+# draws than this take a shuffle join.
+BROADCAST_MAX_ROWS = 1_000_000
 
 
 class Sensitivity(Protocol):
@@ -135,3 +139,13 @@ def draw(scored: DataFrame, scorer: Sensitivity, m: int) -> Draws:
     frame.count()
     candidates.unpersist()
     return Draws(frame, total, attempt + 1)
+
+
+def join_input(picked: DataFrame, rows: DataFrame, id_col: str, most_rows: int) -> DataFrame:
+    """The picked rows (at most ``most_rows`` of them) with the input's columns, one row per id.
+
+    A broadcast of the picked rows while ``most_rows`` is at most ``BROADCAST_MAX_ROWS``: a
+    sort-merge join would shuffle every input row, embedding included, to meet a few thousand.
+    """
+    small = F.broadcast(picked) if most_rows <= BROADCAST_MAX_ROWS else picked
+    return small.join(rows, on=id_col, how="inner")

@@ -167,7 +167,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
                 columns = picked.frame
         finally:
             rows.release()
-        return columns.join(rows.rows.drop(*dropColumns), on=id_col, how="inner")
+        return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
 
     def write(self) -> MLWriter:
         return ModelWriter(self)
