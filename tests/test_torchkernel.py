@@ -85,3 +85,15 @@ def test_accelerator_setting_resolves_per_host():
         centers = np.eye(3)
         nearest = kernels.nearest_function(centers, "auto")
         assert nearest(np.eye(3)[::-1].copy()).tolist() == [2, 1, 0]
+
+
+def test_asking_for_cuda_without_a_gpu_fails_before_any_work(spark):
+    if torchkernel.cuda_visible():
+        pytest.skip("this host has a GPU")
+    from spark_sensitivity import SensitivitySampler
+
+    frame = spark.createDataFrame(
+        [(i, [float(i), 0.0]) for i in range(20)], "id long, embedding array<double>"
+    )
+    with pytest.raises(ValueError, match="accelerator 'cuda' was asked for"):
+        SensitivitySampler(k=2, fitEngine="driver", accelerator="cuda").fit(frame)

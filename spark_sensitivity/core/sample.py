@@ -40,6 +40,10 @@ MAX_ATTEMPTS = 8
 # (about 60 MB of ids, costs and weights): the input is then scanned once, not shuffled. More
 # draws than this take a shuffle join.
 BROADCAST_MAX_ROWS = 1_000_000
+# A broadcast join keeps the input's partitions, thousands on a large table, most holding a few
+# picked rows: the result is spread again over one partition per this many rows, so a written
+# subset is a few files, not one per input split.
+PICKED_ROWS_PER_PARTITION = 250_000
 
 
 class Sensitivity(Protocol):
@@ -145,7 +149,10 @@ def join_input(picked: DataFrame, rows: DataFrame, id_col: str, most_rows: int) 
     """The picked rows (at most ``most_rows`` of them) with the input's columns, one row per id.
 
     A broadcast of the picked rows while ``most_rows`` is at most ``BROADCAST_MAX_ROWS``: a
-    sort-merge join would shuffle every input row, embedding included, to meet a few thousand.
+    sort-merge join would shuffle every input row, embedding included, to meet a few thousand. Only
+    the joined rows are then shuffled, into ``PICKED_ROWS_PER_PARTITION``-row partitions.
     """
-    small = F.broadcast(picked) if most_rows <= BROADCAST_MAX_ROWS else picked
-    return small.join(rows, on=id_col, how="inner")
+    if most_rows > BROADCAST_MAX_ROWS:
+        return picked.join(rows, on=id_col, how="inner")
+    joined = F.broadcast(picked).join(rows, on=id_col, how="inner")
+    return joined.repartition(max(1, math.ceil(most_rows / PICKED_ROWS_PER_PARTITION)))

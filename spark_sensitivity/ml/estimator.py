@@ -128,7 +128,7 @@ class SensitivitySampler(
 
     def _fit(self, dataset: DataFrame) -> SensitivitySamplerModel:
         self.validate_params()
-        if self.getAccelerator() == "cuda" and self.getFitEngine() != "mllib":
+        if self.getAccelerator() == "cuda" and self.getFitEngine() == "driver":
             torchkernel.resolve_accelerator("cuda")  # the driver fits on its GPU: fail before any work
         input_rows = self.validate_input(dataset)  # the id check counts the rows in its pass
         if input_rows == 0:
