@@ -1,8 +1,9 @@
-"""Stage 2: k-means centers (on the driver in numpy, or MLlib distributed) and the assignment pass.
+"""Stage 2: k-means centers (on the driver in numpy, or distributed) and the assignment pass.
 
 The fit runs on a bounded sample. When that sample is small enough, it is collected and fitted with
-:mod:`localkmeans` on the driver (float32 GEMM at the machine's rate); otherwise MLlib's distributed
-k-means fits it. The assignment pass runs :mod:`kernels` over Arrow batches in every task (numpy, or
+:mod:`localkmeans` on the driver (float32 GEMM at the machine's rate); otherwise :mod:`distkmeans`
+seeds it on the driver and runs the Lloyd iterations on the executors (or, when asked for, MLlib's
+KMeans fits it). The assignment pass runs :mod:`kernels` over Arrow batches in every task (numpy, or
 torch on a GPU).
 """
 
@@ -63,6 +64,8 @@ class KMeansFit:
     iterations: int
     training_cost: float
     engine: str
+    # Where the products ran: cpu or cuda for the driver engine; for the executors engine the
+    # accelerator setting, which each task resolves on its own host.
     device: str = "cpu"
 
 
@@ -223,7 +226,7 @@ def _fit_on_executors(sample: DataFrame, rows: int, dim: int, settings: KMeansSe
         settings.driver_max_bytes,
         settings.accelerator,
     )
-    return KMeansFit(centers, rows, iterations, cost, "executors")
+    return KMeansFit(centers, rows, iterations, cost, "executors", settings.accelerator)
 
 
 def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeansFit:
