@@ -31,13 +31,7 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_type
-from pyspark.sql.types import (
-    BooleanType,
-    DoubleType,
-    IntegerType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
 
 from spark_sensitivity.core import localkmeans, rowrandom
 from spark_sensitivity.core.batches import batch_matrix
