@@ -24,6 +24,7 @@ import platform
 import time
 
 import numpy as np
+from perf_probes import best_seconds
 
 from spark_sensitivity.core import kernels, localkmeans, torchkernel
 
@@ -33,15 +34,6 @@ def _blobs(rows: int, dim: int, clusters: int, seed: int, offset: float = 0.0) -
     centers = rng.normal(scale=4.0, size=(clusters, dim))
     points = centers[rng.integers(clusters, size=rows)] + rng.normal(size=(rows, dim))
     return (points + offset).astype(np.float32)
-
-
-def _best(run, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        tick = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - tick)
-    return min(times)
 
 
 def _sync(torch, device: str) -> None:
@@ -91,8 +83,8 @@ def time_assignment(device: str, rows: int, dim: int, k: int, batch: int, repeat
 
     same = bool((run(on_device) == run(None)).all())
     flops = 2.0 * rows * k * dim
-    numpy_s = _best(lambda: run(None), repeats)
-    device_s = _best(lambda: run(on_device), repeats)
+    numpy_s = best_seconds(lambda: run(None), repeats)
+    device_s = best_seconds(lambda: run(on_device), repeats)
     return {
         "rows": rows,
         "dim": dim,
@@ -148,7 +140,7 @@ def gemm_rate(device: str) -> float:
         a @ b
         _sync(torch, device)
 
-    return 2.0 * size**3 / _best(run, 10) / 1e9
+    return 2.0 * size**3 / best_seconds(run, 10) / 1e9
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 
-def _best_seconds(run: Any, repeats: int) -> float:
+def best_seconds(run: Any, repeats: int) -> float:
     run()  # warm-up: page faults, thread start, kernel selection
     times = []
     for _ in range(repeats):
@@ -54,12 +54,12 @@ def gemm_rates(k: int, dim: int, rows: int = 10_000, repeats: int = 5) -> dict[s
     }
     for threads in (1, 2):
         with threadpool_limits(limits=threads, user_api="blas"):
-            seconds = _best_seconds(lambda: points @ centers_t, repeats)
+            seconds = best_seconds(lambda: points @ centers_t, repeats)
             result[f"assign_shape_gflops_{threads}t"] = round(2 * rows * k * dim / seconds / 1e9, 1)
-            seconds = _best_seconds(lambda: square @ square, repeats)
+            seconds = best_seconds(lambda: square @ square, repeats)
             result[f"square_gflops_{threads}t"] = round(2 * 2048**3 / seconds / 1e9, 1)
     with threadpool_limits(limits=1, user_api="blas"):
-        seconds = _best_seconds(lambda: nearest_centers(points, centers, 2), repeats)
+        seconds = best_seconds(lambda: nearest_centers(points, centers, 2), repeats)
     result["kernel_gflops_1t"] = round(2 * rows * k * dim / seconds / 1e9, 1)
     result["kernel_rows_per_s_1t"] = round(rows / seconds)
     return result

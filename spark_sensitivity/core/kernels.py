@@ -22,11 +22,7 @@ def nearest_function(centers: np.ndarray, accelerator: str) -> Nearest:
     (auto|cpu|cuda) resolves to in this process. Either device gives the same arg-min."""
     if torchkernel.resolve_accelerator(accelerator) == "cuda":
         return torchkernel.NearestKernel(centers, "cuda")
-    return functools.partial(_nearest_numpy, centers=centers)
-
-
-def _nearest_numpy(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    return localkmeans.nearest(points, centers)
+    return functools.partial(localkmeans.nearest, centers=centers)
 
 
 def nearest_centers(
