@@ -22,8 +22,11 @@ LAYERS = {
     "cli": 5,
 }
 SIDE_BY_SIDE = {("io", "embedders"), ("embedders", "io")}
-MAX_MODULE_LINES = 400
+# Modules are grouped by meaning, not by a line count: past these sizes a module or function must say
+# why in its docstring (a line starting with LONG_REASON), so growth is a decision, not an accident.
+MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
+LONG_REASON = "Why this is long:"
 
 
 def _module_name(path: Path) -> str:
@@ -134,16 +137,21 @@ def test_no_private_name_is_used_outside_its_module():
     assert not wrong, "\n".join(wrong)
 
 
-def test_modules_and_functions_stay_small():
+def _gives_a_reason(node: ast.AST) -> bool:
+    return LONG_REASON in (ast.get_docstring(node) or "")
+
+
+def test_long_modules_and_functions_say_why():
     wrong = []
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = len(path.read_text().splitlines())
-        if lines > MAX_MODULE_LINES:
+        tree = ast.parse(path.read_text())
+        if lines > MAX_MODULE_LINES and not _gives_a_reason(tree):
             wrong.append(f"{path.relative_to(PACKAGE.parent)}: {lines} lines")
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 length = node.end_lineno - node.lineno + 1
-                if length > MAX_FUNCTION_LINES:
+                if length > MAX_FUNCTION_LINES and not _gives_a_reason(node):
                     wrong.append(f"{path.relative_to(PACKAGE.parent)}:{node.name}: {length} lines")
     assert not wrong, "\n".join(wrong)
 
