@@ -15,6 +15,7 @@ PyPI. This module needs only the ``pyiceberg`` package (extra ``iceberg``) and a
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator, Mapping
@@ -31,6 +32,10 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 # Marks this tool's snapshots, so a table's history links each snapshot to its run's manifest.
 RUN_ID_PROPERTY = "spark-sensitivity.run-id"
 CLUSTERS_SUFFIX = "_clusters"
+# pyiceberg's name for a catalog given by properties alone (no --catalog-option name=...).
+DEFAULT_CATALOG_NAME = "default"
+
+log = logging.getLogger("spark_sensitivity")
 
 
 def _pyiceberg() -> Any:
@@ -49,9 +54,11 @@ def _first_line(error: BaseException) -> str:
 
 
 def open_catalog(options: Mapping[str, str], create: bool = False) -> Any:
-    """The pyiceberg catalog with these properties (``name`` picks an entry of ~/.pyiceberg.yaml).
+    """The pyiceberg catalog with these properties, under the catalog name ``name`` (default ``default``).
 
-    A SQLite catalog must exist, except that a write (``create``) may start one in an existing folder.
+    The name also picks an entry of ~/.pyiceberg.yaml, and a SQL catalog keeps each table under the
+    name it was committed with: reading back needs the same name. A SQLite catalog must exist, except
+    that a write (``create``) creates a missing one (its folder and its catalog tables).
     """
     _pyiceberg()
     from pyiceberg.catalog import load_catalog
@@ -62,17 +69,56 @@ def open_catalog(options: Mapping[str, str], create: bool = False) -> Any:
             "uri=sqlite:////data/catalog.db and warehouse=file:///data/warehouse)"
         )
     properties = dict(options)
-    name = properties.pop("name", "default")
-    uri = properties.get("uri", "")
-    if uri.startswith("sqlite:///"):
-        database = uri.removeprefix("sqlite:///")
-        folder = os.path.dirname(database) or "."
-        if not os.path.exists(database) and not (create and os.path.isdir(folder)):
-            raise ValueError(f"Iceberg catalog {uri} does not exist (no SQLite database at {database})")
+    name = properties.pop("name", DEFAULT_CATALOG_NAME)
+    database = _missing_sqlite_database(properties.get("uri", ""))
+    if database is not None and not create:
+        raise ValueError(
+            f"Iceberg catalog {properties['uri']} does not exist (no SQLite database at {database}); "
+            "a run with --output-format iceberg creates it"
+        )
+    if database is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
     try:
-        return load_catalog(name, **properties)
+        catalog = load_catalog(name, **properties)
+        if database is not None:
+            catalog.create_tables()  # also when init_catalog_tables=false: the file is new
     except Exception as error:  # pyiceberg, SQLAlchemy and HTTP clients raise their own types
         raise ValueError(f"cannot open Iceberg catalog {name!r}: {_first_line(error)}") from None
+    if database is not None:
+        log.info(
+            "created Iceberg catalog %s (catalog name %r: read its tables back under that name)",
+            database,
+            name,
+        )
+    return catalog
+
+
+def _check_creatable(database: str) -> None:
+    """Fails now, before any work, when a write could not create the SQLite catalog ``database``."""
+    folder = os.path.dirname(os.path.abspath(database))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"cannot create Iceberg catalog sqlite:///{database}: {folder} is not a writable folder"
+        )
+
+
+def _missing_folders(folder: str) -> list[str]:
+    """``folder`` and its ancestors that do not exist, deepest first."""
+    missing = []
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _missing_sqlite_database(uri: str) -> str | None:
+    """The file of a ``sqlite:///`` URI when it does not exist yet, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if database in ("", ":memory:") or os.path.exists(database) else database
 
 
 def _identifier(name: str | None, flag: str) -> tuple[str, str]:
@@ -178,10 +224,18 @@ class IcebergOutput:
 
     def __init__(self, catalog_options: Mapping[str, str], subset_table: str | None, overwrite: bool):
         namespace, table = _identifier(subset_table, "--output-table (with --output-format iceberg)")
-        self.catalog = open_catalog(catalog_options, create=True)
         self.namespace = namespace
         self.names = {"subset": f"{namespace}.{table}", "clusters": f"{namespace}.{table}{CLUSTERS_SUFFIX}"}
         self.staged: dict[str, _Staged] = {}
+        self._options = dict(catalog_options)
+        # A missing SQLite catalog is created only when the first table is staged, so that a run
+        # failing before (on its input, say) leaves no catalog behind; it has no tables to check.
+        self._new_database = _missing_sqlite_database(self._options.get("uri", ""))
+        self._made_folders: list[str] = []
+        self._catalog = None
+        if self._new_database is not None:
+            _check_creatable(self._new_database)
+            return
         for name in self.names.values():
             existing = self._existing(name)
             if existing is not None and existing.current_snapshot() is not None and not overwrite:
@@ -189,6 +243,15 @@ class IcebergOutput:
                     f"Iceberg table {name} already has rows; pass --overwrite to replace them in a new "
                     "snapshot (earlier snapshots stay readable)"
                 )
+
+    @property
+    def catalog(self) -> Any:
+        """The output's catalog, created on first use when it is a missing SQLite database."""
+        if self._catalog is None:
+            if self._new_database is not None:
+                self._made_folders = _missing_folders(os.path.dirname(os.path.abspath(self._new_database)))
+            self._catalog = open_catalog(self._options, create=True)
+        return self._catalog
 
     def _existing(self, name: str) -> Any:
         return self.catalog.load_table(name) if self.catalog.table_exists(name) else None
@@ -299,7 +362,11 @@ class IcebergOutput:
                 result = txn.commit_transaction()
                 staged.committed = True
                 self._delete_files(staged, keep=frozenset(staged.files))  # lost task attempts' files
-                committed[part] = {"table": staged.name, "snapshot_id": result.metadata.current_snapshot_id}
+                committed[part] = {
+                    "catalog": self.catalog.name,
+                    "table": staged.name,
+                    "snapshot_id": result.metadata.current_snapshot_id,
+                }
         except BaseException:
             self.abort()
             raise
@@ -319,6 +386,22 @@ class IcebergOutput:
                     table.manage_snapshots().set_current_snapshot(staged.previous_snapshot).commit()
                 staged.committed = False
             self._delete_files(staged)
+        if self._catalog is not None and self._new_database is not None:
+            self._remove_new_catalog()
+
+    def _remove_new_catalog(self) -> None:
+        # The run created this SQLite catalog: remove it (and the folders made for it) unless another
+        # run has meanwhile committed a table to it.
+        catalog = self._catalog
+        if any(catalog.list_tables(namespace) for namespace in catalog.list_namespaces()):
+            return
+        catalog.engine.dispose()
+        os.remove(self._new_database)
+        for folder in self._made_folders:  # deepest first; one holding other files stays
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
     def _delete_files(self, staged: _Staged, keep: frozenset[str] = frozenset()) -> None:
         # Also the files of task attempts whose paths never reached the driver: listed by prefix.
