@@ -21,6 +21,7 @@ import subprocess
 import sys
 import types
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -31,7 +32,8 @@ import yaml
 from conftest import REPO
 from packaging.requirements import Requirement
 
-from spark_sensitivity.cli.app import build_parser
+from spark_sensitivity.cli.app import build_parser, parse_args
+from spark_sensitivity.cli.embed import add_embed_job_arguments
 from spark_sensitivity.cli.select import add_select_arguments
 
 DEPLOY = REPO / "deploy"
@@ -45,25 +47,27 @@ class _Refusing(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def check_job_args(args: list[str], source: str) -> argparse.Namespace:
-    """Parses ``args`` as jobs/select_subset.py does (build_parser(), command ``select``), then again
-    without abbreviations: argparse takes --sample for --sample-size, which would hide a renamed flag."""
+def check_job_args(args: list[str], source: str, command: str = "select") -> argparse.Namespace:
+    """Parses ``args`` as the job does (command ``select`` of jobs/select_subset.py, or ``embed`` of
+    jobs/embed.py; a --config file applied), then again without abbreviations: argparse takes
+    --sample for --sample-size, which would hide a renamed flag."""
     assert all(isinstance(arg, str) for arg in args), f"{source}: arguments must be strings: {args}"
     errors = io.StringIO()
     try:
         with contextlib.redirect_stderr(errors):
-            parsed = build_parser().parse_args(["select", *args])
+            parsed = parse_args([command, *args])
     except SystemExit:
         complaint = errors.getvalue().strip().splitlines()[-1]  # after the usage text
         raise AssertionError(f"{source}: the job rejects {args}: {complaint}") from None
     exact = _Refusing(allow_abbrev=False)
-    add_select_arguments(exact)
+    {"select": add_select_arguments, "embed": add_embed_job_arguments}[command](exact)
     try:
         exact.parse_args(args)
     except ValueError as error:
         raise AssertionError(f"{source}: {error}") from None
-    missing = [name for name in REQUIRED if getattr(parsed, name) is None]
-    assert not missing, f"{source}: the job needs --{missing[0].replace('_', '-')}"
+    if command == "select":
+        missing = [name for name in REQUIRED if getattr(parsed, name) is None]
+        assert not missing, f"{source}: the job needs --{missing[0].replace('_', '-')}"
     return parsed
 
 
@@ -91,7 +95,7 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         (["--input", "a", "--output", "b", "--sample-size", "5", "--no-such-flag"], "unrecognized"),
         (["--input", "a", "--output", "b", "--sample", "5"], "unrecognized"),
         (["--input", "a", "--output", "b", "--sample-size", "many"], "expected an integer"),
-        (["--input", "a", "--sample-size", "5"], "needs --output"),
+        (["--input", "a", "--sample-size", "5"], "required: --output"),
     ],
 )
 def test_the_check_refuses_unknown_abbreviated_mistyped_and_missing_flags(args, complaint):
@@ -119,9 +123,11 @@ def test_kubernetes_spark_application():
 
 
 class _Recorded:
-    """Stands in for an Airflow class in test_airflow_dag: keeps the arguments it was given."""
+    """Stands in for an Airflow class in test_airflow_dag: keeps the arguments it was given, and the
+    dependencies set with ``>>``."""
 
     made: list[_Recorded] = []
+    edges: list[tuple[str, str]] = []
 
     def __init__(self, *args, **kwargs):
         self.args, self.kwargs = args, kwargs
@@ -133,12 +139,41 @@ class _Recorded:
     def __exit__(self, *exc):
         return False
 
+    def __rshift__(self, other: _Recorded) -> _Recorded:
+        _Recorded.edges.append((self.kwargs["task_id"], other.kwargs["task_id"]))
+        return other
 
-def _run_dag_file(monkeypatch, env: dict[str, str]) -> tuple[dict, dict, dict]:
+
+class _TaskDecorators:
+    """Stands in for ``airflow.sdk.task``: ``@task.branch(...)`` keeps the function, and calling the
+    decorated function gives what an XComArg gives: ``[key]`` names a key of that task's XCom."""
+
+    branches: dict[str, Callable] = {}
+
+    def branch(self, task_id: str):
+        def decorate(function: Callable) -> Callable:
+            _TaskDecorators.branches[task_id] = function
+            return lambda: {key: ("xcom", task_id, key) for key in ("embed", "select")}
+
+        return decorate
+
+
+class _TaskInstance:
+    """What the plan task uses of Airflow's task instance: xcom_push."""
+
+    def __init__(self):
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value) -> None:
+        json.dumps(value)  # XCom values must be JSON
+        self.xcom[key] = value
+
+
+def _run_dag_file(monkeypatch, env: dict[str, str]) -> types.SimpleNamespace:
     """Runs deploy/airflow_dag.py as Airflow's parser would, but with stand-ins for the Airflow and
     pendulum names it imports (Airflow is not installed here: benchmarks/airflow_integration.py runs
-    the file under real Airflow). Returns the DAG's arguments, its params' defaults and schemas, and
-    the operator's arguments."""
+    the file under real Airflow). Returns the DAG's arguments, its params' defaults and schemas, each
+    operator's arguments by task id, the plan task's function, the dependencies, and the module."""
     for key in [key for key in os.environ if key.startswith("SPARK_SENSITIVITY_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
@@ -146,7 +181,7 @@ def _run_dag_file(monkeypatch, env: dict[str, str]) -> tuple[dict, dict, dict]:
     classes = {name: type(name, (_Recorded,), {}) for name in ("DAG", "Param", "SparkSubmitOperator")}
     modules = {
         "airflow": {},
-        "airflow.sdk": {"DAG": classes["DAG"], "Param": classes["Param"]},
+        "airflow.sdk": {"DAG": classes["DAG"], "Param": classes["Param"], "task": _TaskDecorators()},
         "airflow.providers": {},
         "airflow.providers.apache": {},
         "airflow.providers.apache.spark": {},
@@ -163,12 +198,31 @@ def _run_dag_file(monkeypatch, env: dict[str, str]) -> tuple[dict, dict, dict]:
         module = types.ModuleType(name)
         module.__dict__.update(names)
         monkeypatch.setitem(sys.modules, name, module)
-    _Recorded.made = []
-    runpy.run_path(str(DEPLOY / "airflow_dag.py"))
+    _Recorded.made, _Recorded.edges, _TaskDecorators.branches = [], [], {}
+    module = runpy.run_path(str(DEPLOY / "airflow_dag.py"))
     (dag,) = [made.kwargs for made in _Recorded.made if isinstance(made, classes["DAG"])]
-    (task,) = [made.kwargs for made in _Recorded.made if isinstance(made, classes["SparkSubmitOperator"])]
+    operators = {
+        made.kwargs["task_id"]: made.kwargs
+        for made in _Recorded.made
+        if isinstance(made, classes["SparkSubmitOperator"])
+    }
     params = {name: (param.args[0], param.kwargs) for name, param in dag["params"].items()}
-    return dag, params, task
+    return types.SimpleNamespace(
+        dag=dag,
+        params=params,
+        defaults={name: default for name, (default, _) in params.items()},
+        operators=operators,
+        plan=_TaskDecorators.branches["plan"],
+        edges=_Recorded.edges,
+        module=module,
+    )
+
+
+def _plan(dag: types.SimpleNamespace, params: dict, ds: str) -> tuple[list[str], dict]:
+    """Runs the plan task as Airflow would: the route it returns, and what it put in XCom."""
+    ti = _TaskInstance()
+    route = dag.plan(params=params, ds=ds, ti=ti)
+    return route, ti.xcom
 
 
 def _render(template, params: dict, ds: str):
@@ -184,52 +238,150 @@ def _render(template, params: dict, ds: str):
 
 def _valid(value, schema: dict) -> bool:
     """The parts of JSON Schema the DAG's params use (Airflow validates them with jsonschema)."""
-    kinds = {"string": str, "integer": int}
-    if "type" in schema and not (isinstance(value, kinds[schema["type"]]) and not isinstance(value, bool)):
+    kinds = {"string": str, "integer": int, "boolean": bool, "array": list, "null": type(None)}
+    types_ = schema["type"] if isinstance(schema.get("type"), list) else [schema.get("type")]
+    if "type" in schema and not any(
+        isinstance(value, kinds[kind]) and (kind == "boolean" or not isinstance(value, bool))
+        for kind in types_
+    ):
         return False
-    return value >= schema.get("minimum", value) and value in schema.get("enum", [value])
+    if isinstance(value, list):
+        return all(_valid(item, schema.get("items", {})) for item in value)
+    if isinstance(value, int) and not isinstance(value, bool) and value < schema.get("minimum", value):
+        return False
+    return value in schema.get("enum", [value])
 
 
-def test_airflow_dag(monkeypatch):
-    dag, params, task = _run_dag_file(monkeypatch, {})
-    assert dag["dag_id"] == "spark_sensitivity_select" and task["conn_id"] == "spark_default"
-    defaults = {name: default for name, (default, _) in params.items()}
-    for name, (default, schema) in params.items():
+class _Reads(dict):
+    """A params mapping that records which names were read."""
+
+    read: set[str]
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_airflow_dag_tasks(monkeypatch):
+    dag = _run_dag_file(monkeypatch, {})
+    assert dag.dag["dag_id"] == "spark_sensitivity_select"
+    embed, select = dag.operators["embed"], dag.operators["select_subset"]
+    assert embed["conn_id"] == select["conn_id"] == "spark_default"
+    # Each job's arguments come from the plan task's XCom; select runs after embed or without it.
+    assert embed["application_args"] == ("xcom", "plan", "embed")
+    assert select["application_args"] == ("xcom", "plan", "select")
+    assert select["trigger_rule"] == "none_failed_min_one_success" and "trigger_rule" not in embed
+    assert dag.edges == [("embed", "select_subset")]
+    for name, (default, schema) in dag.params.items():
         assert _valid(default, schema), f"param {name}: default {default!r} does not fit {schema}"
-    templated = {key: task[key] for key in ("application", "py_files", "name", "conf", "application_args")}
-    unused = [name for name in params if f"params.{name} " not in json.dumps(templated)]
-    assert not unused, f"params the task never uses: {unused}"
+    assert not _valid("fast", dag.params["init_mode"][1]) and not _valid(0, dag.params["k"][1])
 
-    day = _render(templated, defaults, "2026-11-02")
-    assert day["application"] == JOB_IN_IMAGE
-    assert day["py_files"].endswith("/spark_sensitivity.zip")
-    args = check_job_args(day["application_args"], "airflow_dag.py")
+    # Every param is used: in a templated field, or by the plan.
+    templated = json.dumps(
+        [{key: task[key] for key in ("application", "py_files", "name", "conf")} for task in (embed, select)]
+    )
+    reads = _Reads({**dag.defaults, "embed": True})
+    reads.read = set()
+    dag.module["job_args"](reads, "2026-11-02")
+    unused = [name for name in dag.params if f"params.{name} " not in templated and name not in reads.read]
+    assert not unused, f"params no task uses: {unused}"
+    day = _render(
+        {"embed": embed["application"], "select": select["application"]}, dag.defaults, "2026-11-02"
+    )
+    assert day["select"] == JOB_IN_IMAGE
+    # The embed job sits next to the select job, in the image as in the repository.
+    assert os.path.dirname(day["embed"]) == os.path.dirname(JOB_IN_IMAGE)
+    assert (REPO / "jobs" / os.path.basename(day["embed"])).is_file()
+    assert _render(select["py_files"], dag.defaults, "2026-11-02").endswith("/spark_sensitivity.zip")
+
+
+def test_airflow_dag_default_run_selects_the_days_input(monkeypatch):
+    dag = _run_dag_file(monkeypatch, {})
+    route, xcom = _plan(dag, dag.defaults, "2026-11-02")
+    assert route == ["select_subset"] and xcom["embed"] is None  # the embed task is skipped
+    args = check_job_args(xcom["select"], "airflow_dag.py")
     # One input and one output per logical date: a rerun or backfill replaces its own day.
     assert args.input.endswith("date=2026-11-02") and args.output.endswith("date=2026-11-02")
-    assert args.overwrite and (args.k, args.sample_size, args.seed) == (1000, 100000, 7)
-    next_day = check_job_args(_render(task["application_args"], defaults, "2026-11-03"), "airflow_dag.py")
-    assert next_day.output != args.output
+    assert args.overwrite and (args.k, args.sample_size, args.seed, args.init_mode) == (
+        1000,
+        100000,
+        7,
+        "random",
+    )
+    _, next_day = _plan(dag, dag.defaults, "2026-11-03")
+    assert check_job_args(next_day["select"], "airflow_dag.py").output != args.output
 
     # A run's conf (airflow dags test -c, a manual trigger) overrides params, as Airflow merges them.
-    run = check_job_args(_render(task["application_args"], {**defaults, "k": 8}, "2026-11-02"), "dag")
-    assert run.k == 8
+    _, run = _plan(dag, {**dag.defaults, "k": 8, "args": ["--strategy", "auto"]}, "2026-11-02")
+    parsed = check_job_args(run["select"], "dag")
+    assert parsed.k == 8 and parsed.strategy == "auto"
 
-    # An installation sets the defaults and the connection with environment variables, not edits.
+
+def test_airflow_dag_curation_day_with_a_config_file(monkeypatch, tmp_path):
+    """embed -> dedup + select -> Iceberg, settings from deploy/select_config.yaml and flags per run."""
+    dag = _run_dag_file(monkeypatch, {})
+    config = tmp_path / "select.yaml"
+    config.write_text((DEPLOY / "select_config.yaml").read_text())
+    conf = {
+        "embed": True,
+        "raw_input": "/lake/raw/{ds}",
+        "input": "/lake/emb/{ds}",
+        "config": str(config),
+        "sample_size": 500,
+        "embed_args": ["--embedder", "hashing", "--text-col", "body", "--keep-col", "label"],
+        "args": ["--run-id", "day-{ds}"],
+    }
+    route, xcom = _plan(dag, {**dag.defaults, **conf}, "2026-11-02")
+    assert route == ["embed", "select_subset"]
+    embedded = check_job_args(xcom["embed"], "airflow_dag.py", command="embed")
+    assert (embedded.input, embedded.output, embedded.overwrite) == (
+        "/lake/raw/2026-11-02",
+        "/lake/emb/2026-11-02",
+        True,
+    )
+    assert (embedded.embedder, embedded.text_col, embedded.keep_col) == ("hashing", "body", ["label"])
+    args = check_job_args(xcom["select"], "airflow_dag.py")
+    assert args.input == embedded.output and args.run_id == "day-2026-11-02"
+    # The config file's settings reach the job; the params set in the run override them, and those
+    # left null (k, seed, init_mode) are not passed, so the file's or the job's own values hold.
+    assert (args.strategy, args.dedup_eps, args.output_format, args.output_table) == (
+        "auto",
+        0.05,
+        "iceberg",
+        "curated.subset",
+    )
+    assert dict(args.catalog_option)["name"] == "lake" and args.sample_size == 500
+    assert "--k" not in xcom["select"] and "--seed" not in xcom["select"] and args.seed == 7
+
+
+def test_airflow_dag_settings_from_the_environment(monkeypatch):
+    """An installation sets the defaults and the connection with environment variables, not edits."""
     env = {
         "SPARK_SENSITIVITY_INPUT": "/lake/in/{ds}/emb",
         "SPARK_SENSITIVITY_OUTPUT": "/lake/out/{ds}",
         "SPARK_SENSITIVITY_K": "50",
+        "SPARK_SENSITIVITY_ARGS": "--strategy auto --dedup-eps 0.05",
+        "SPARK_SENSITIVITY_EMBED": "true",
+        "SPARK_SENSITIVITY_EMBED_ARGS": "--embedder hashing --text-col 'the text'",
         "SPARK_SENSITIVITY_JOB_FILE": "/srv/jobs/select_subset.py",
         "SPARK_SENSITIVITY_CONN_ID": "spark_prod",
         "SPARK_SENSITIVITY_RETRIES": "0",
     }
-    _, params, task = _run_dag_file(monkeypatch, env)
-    defaults = {name: default for name, (default, _) in params.items()}
-    assert all(_valid(default, schema) for default, schema in params.values())
-    assert task["conn_id"] == "spark_prod" and task["retries"] == 0
-    assert _render(task["application"], defaults, "2026-11-02") == "/srv/jobs/select_subset.py"
-    args = check_job_args(_render(task["application_args"], defaults, "2026-11-02"), "airflow_dag.py")
-    assert (args.input, args.output, args.k) == ("/lake/in/2026-11-02/emb", "/lake/out/2026-11-02", 50)
+    dag = _run_dag_file(monkeypatch, env)
+    for task in dag.operators.values():
+        assert task["conn_id"] == "spark_prod" and task["retries"] == 0
+    select = dag.operators["select_subset"]
+    assert _render(select["application"], dag.defaults, "2026-11-02") == "/srv/jobs/select_subset.py"
+    route, xcom = _plan(dag, dag.defaults, "2026-11-02")
+    assert route == ["embed", "select_subset"]
+    assert check_job_args(xcom["embed"], "airflow_dag.py", command="embed").text_col == "the text"
+    args = check_job_args(xcom["select"], "airflow_dag.py")
+    assert (args.input, args.output, args.k, args.dedup_eps) == (
+        "/lake/in/2026-11-02/emb",
+        "/lake/out/2026-11-02",
+        50,
+        0.05,
+    )
 
 
 def _yarn_command(extra: list[str], **env: str) -> list[str]:
