@@ -1,7 +1,9 @@
 """Semantic deduplication: exact against brute force, partition-invariant, planted duplicates found,
 the select path, and one clear line for bad input."""
 
+import dataclasses
 import json
+import tracemalloc
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +14,18 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity.cli import main
 from spark_sensitivity.core import rowrandom
-from spark_sensitivity.core.dedup import DedupSettings, assign_neighbors, find_duplicates
+from spark_sensitivity.core.cluster import KMeansSettings
+from spark_sensitivity.core.dedup import (
+    GROUP_COL,
+    DedupSettings,
+    assign_neighbors,
+    find_duplicates,
+    unit_rows,
+)
 from spark_sensitivity.core.dedupkernel import ClusterDeduper, brute_force, normalize_rows
+from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
+from spark_sensitivity.settings import DedupConfig
+from spark_sensitivity.workflows.dedup import KMEANS_FIELDS, kmeans_settings
 
 
 def _planted(seed=0, n=400, dim=16, groups=8, pairs=30, triples=10, noise=1e-4):
@@ -257,3 +269,101 @@ def test_invalid_embeddings_are_named(spark, tmp_path, capsys):
     kept = spark.read.parquet(str(out / "kept"))
     assert kept.count() == manifest["kept_rows"] == 2  # the two distinct valid vectors
     assert kept.where(F.col("embedding").isNull()).count() == 0
+
+
+def _dense_duplicates(n, dim=384, seed=0, sources=5, spread=0.05):
+    """n rows near a few sources at the text model's dimension: most pairs within cosine 0.95."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(sources, dim))
+    noise = rng.normal(size=(n, dim)) * spread * np.sqrt(1.0 / dim) * np.linalg.norm(centers, axis=1).mean()
+    return centers[rng.integers(0, sources, n)] + noise
+
+
+def test_kernel_memory_does_not_grow_with_the_cluster_on_dense_duplicates():
+    # Every pair of a block is a candidate here; gathering all their rows at once took 13 GB at
+    # 2,048-row blocks and d = 384. numpy reports its buffers to tracemalloc.
+    peaks = []
+    for n in (2_048, 8_192):
+        x = _dense_duplicates(n)
+        deduper = ClusterDeduper(x.shape[1], 0.95, block_rows=1_024)
+        tracemalloc.start()
+        removed = sum(int(deduper.add(x[s : s + 1_024]).removed.sum()) for s in range(0, n, 1_024))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert removed >= n - 10  # nearly all rows are copies of the 5 sources
+    assert peaks[1] < 1.2 * peaks[0]  # four times the rows, the same peak
+    assert peaks[1] < 64 << 20  # bounded by the block: 1,024^2 candidate pairs and chunks of rows
+
+
+def test_unit_rows_scale_each_row_in_numpy(spark):
+    points = np.random.default_rng(2).normal(size=(50, 384)) + 1e3
+    points[3] = 0.0
+    rows = unit_rows(embeddings_frame(spark, points, element="double"), "id", "embedding").collect()
+    got = np.array([r.embedding for r in sorted(rows, key=lambda r: r.id)])
+    assert np.allclose(got, normalize_rows(points), rtol=0, atol=1e-15)
+    assert not got[3].any()
+
+
+def test_kmeans_settings_take_every_field_from_the_config():
+    assert {f.name for f in dataclasses.fields(KMeansSettings)} == {*KMEANS_FIELDS, "driver_max_bytes"}
+    config = DedupConfig(input="in", output="out", dedup_eps=0.1, accelerator="cpu", max_iter=3, seed=9)
+    settings = kmeans_settings(config)
+    assert (settings.accelerator, settings.max_iter, settings.seed) == ("cpu", 3, 9)
+
+
+def _blobs(n=1_200, dim=24, seed=4, copies=150):
+    """Three blobs, with planted loose copies of random rows (within cosine 0.99 of their source,
+    about 3 apart in blobs of radius 5: a split puts many copies in another part)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=6.0, size=(3, dim))
+    base = means[rng.integers(0, 3, n)] + rng.normal(size=(n, dim))
+    sources = rng.choice(n, copies, replace=False)
+    return np.vstack([base, base[sources] + rng.normal(scale=0.6, size=(copies, dim))])
+
+
+def _split_run(spark, points, partitions, neighbors, max_rows):
+    df = embeddings_frame(spark, points, partitions=partitions)
+    centers = _centers(points, 3, seed=2)
+    settings = DedupSettings(eps=0.01, neighbors=neighbors, max_cluster_rows=max_rows, block_rows=64)
+    assigned = assign_neighbors(df, "id", "embedding", centers)
+    sizes = {r[0]: r[1] for r in assigned.groupBy("cluster_id").count().collect()}
+    parts = split_plan(sizes, max_rows)
+    kmeans = KMeansSettings(k=3, seed=5)
+    grouped = regroup(
+        assigned,
+        "embedding",
+        centers,
+        split_giant_clusters(assigned, "id", "embedding", 24, sizes, parts, kmeans),
+    )
+    group_sizes = [r[0] for r in grouped.groupBy(GROUP_COL).count().select("count").collect()]
+    with find_duplicates(grouped, "id", "embedding", 24, settings) as found:
+        rows = found.collect()
+    return {r.id: r.duplicate_of for r in rows}, rows, parts, group_sizes
+
+
+def test_giant_clusters_are_split_and_the_result_is_partition_invariant(spark):
+    points = _blobs()
+    whole, _ = _found(embeddings_frame(spark, points), _centers(points, 3, seed=2), DedupSettings(eps=0.01))
+    assert len(whole) >= 100  # most planted copies, found without a split
+    one, rows, parts, group_sizes = _split_run(spark, points, 1, neighbors=1, max_rows=200)
+    eight, _, _, _ = _split_run(spark, points, 8, neighbors=1, max_rows=200)
+    assert one == eight
+    assert len(parts) >= 2 and len(group_sizes) > 3 and max(group_sizes) < 3 * 200
+    unit = normalize_rows(points.astype(np.float32))
+    assert all(unit[i] @ unit[j] >= 0.99 - 1e-12 and j not in one for i, j in one.items())
+    assert all(row.cluster_id in (0, 1, 2) for row in rows)  # the top-level cluster is reported
+    # Splitting misses copies that land in two parts; the neighbouring part finds them again.
+    paired, _, _, _ = _split_run(spark, points, 2, neighbors=2, max_rows=200)
+    assert len(one) < len(whole) and len(paired) >= len(one) and len(paired) >= 0.97 * len(whole)
+
+
+def test_dedup_command_splits_a_giant_cluster(spark, tmp_path, planted_input):
+    table, groups, n = planted_input
+    copies = sum(len(group) - 1 for group in groups)
+    out = tmp_path / "out"
+    args = ["dedup", "--input", str(table), "--k", "2", "--dedup-eps", "0.001", "--output", str(out)]
+    assert main([*args, "--dedup-max-cluster-rows", "100", "--dedup-neighbors", "2", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())["dedup"]
+    assert manifest["split_clusters"] >= 1 and manifest["groups"] > 2
+    assert manifest["largest_group"] < manifest["largest_cluster"]
+    assert manifest["removed_rows"] >= 0.9 * copies

@@ -9,15 +9,20 @@ broken by a hash of (id, seed) and then the id. Everything is a function of the 
 so the result does not depend on how the input is partitioned.
 
 How it runs: one assignment pass (nearest and second-nearest center of the unit vector), a shuffle
-by cluster with a sort inside each partition, then ``mapInArrow`` streams each cluster's rows in
-order through the kernel, block by block. Only the removed rows come out. One task holds the kept
-rows of one cluster (linear in its size); the similarity work is quadratic in its size, hence many k.
+by group with a sort inside each partition, then ``mapInArrow`` streams each group's rows in order
+through the kernel, block by block. Only the removed rows come out. A group is a cluster, or, for a
+cluster of more than ``max_cluster_rows`` rows, one of the parts a second k-means splits it into
+(fitted on the executors, one task per giant cluster, on about 64 sampled rows per part). One task
+holds the kept rows of one group (at most about ``max_cluster_rows``) plus one block of candidate
+pairs, and the comparisons are quadratic in the group's size, never in the giant cluster's. Rows in
+two parts of a split cluster are not compared (a miss the split causes) unless ``neighbors=2``.
 
-Rows whose duplicate sits in another cluster are missed, as in SemDeDup. With ``neighbors=2`` a
-second pass compares every kept row with the kept rows of its second-nearest cluster too; of a
-near-duplicate pair found that way the row of the higher cluster id is removed, with
+Rows whose duplicate sits in another group are missed, as in SemDeDup. With ``neighbors=2`` a
+second pass compares every kept row with the kept rows of its neighbouring group too (the nearer of
+the second-nearest cluster's group and, in a split cluster, the second-nearest part); of a
+near-duplicate pair found that way the row of the higher group is removed, with
 ``cross_cluster = true``. Its ``duplicate_of`` may then itself be removed by the same pass (a chain
-that descends in cluster id and ends at a kept row).
+that descends in group and ends at a kept row).
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_type
-from pyspark.sql.types import BooleanType, DoubleType, IntegerType, StructField, StructType
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StructField,
+    StructType,
+)
 
 from spark_sensitivity.core import localkmeans, rowrandom
 from spark_sensitivity.core.batches import batch_matrix
@@ -44,6 +57,7 @@ from spark_sensitivity.core.dedupkernel import (
     normalize_rows,
 )
 from spark_sensitivity.core.vectors import vector_values
+from spark_sensitivity.settings import DEFAULT_MAX_CLUSTER_ROWS
 from spark_sensitivity.settings import KEEP_RULES as KEEP_RULES
 
 DUPLICATE_OF_COL = "duplicate_of"
@@ -51,6 +65,11 @@ SIMILARITY_COL = "similarity"
 CROSS_COL = "cross_cluster"
 NEIGHBOR_COL = "neighbor_cluster_id"
 DISTANCE_COL = "center_distance"
+GROUP_COL = "__ss_group"
+NEIGHBOR_GROUP_COL = "__ss_neighbor_group"
+# A group id is cluster << SUB_BITS | part: the parts of a split cluster sort next to each other, and
+# the cluster is the group shifted back (parts per cluster stay far below 2^20).
+SUB_BITS = 20
 _ORDER_HASH = "__ss_dedup_hash"
 _GUEST = "__ss_guest"
 _HOME = "__ss_home"
@@ -63,6 +82,7 @@ class DedupSettings:
     neighbors: int = 1
     block_rows: int = DEFAULT_BLOCK_ROWS
     seed: int = 0
+    max_cluster_rows: int = DEFAULT_MAX_CLUSTER_ROWS
 
     @property
     def threshold(self) -> float:
@@ -77,19 +97,53 @@ class DedupSettings:
             raise ValueError(f"--dedup-neighbors must be 1 or 2, got {self.neighbors}")
         if self.block_rows < 1:
             raise ValueError(f"--dedup-block-rows must be at least 1, got {self.block_rows}")
+        if self.max_cluster_rows < 2:
+            raise ValueError(f"--dedup-max-cluster-rows must be at least 2, got {self.max_cluster_rows}")
 
 
-def unit_vectors(df: DataFrame, vector_col: str) -> Column:
-    """The embedding scaled to unit length (array<double>), a JVM expression for the k-means fit."""
-    values = vector_values(df, vector_col).cast("array<double>")
-    norm = F.sqrt(F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x * x))
-    return F.transform(values, lambda x: F.when(norm > 0, x / norm).otherwise(x))
+def unit_rows(df: DataFrame, id_col: str, vector_col: str) -> DataFrame:
+    """id and the embedding scaled to unit length (array<double>), for the k-means fit; a zero
+    embedding stays zero, and nulls, NaN and infinities stay as they are (the fit sample drops them).
+
+    Scaled in numpy inside the Arrow batches: a Spark expression that divides each element by an
+    aggregate over the array re-evaluates the aggregate per element (d^2 work per row: 13 minutes
+    for 40k x 384 where this takes seconds)."""
+    values = vector_values(df, vector_col)
+    work = df.select(F.col(id_col), values.alias(vector_col))
+    schema = StructType([work.schema[id_col], StructField(vector_col, ArrayType(DoubleType()))])
+    arrow_schema = pa.schema(
+        [pa.field(id_col, _arrow_type(work, id_col)), pa.field(vector_col, pa.list_(pa.float64()))]
+    )
+
+    def scale(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(0), unit_lists(batch.column(1))], schema=arrow_schema
+            )
+
+    return work.mapInArrow(scale, schema)
+
+
+def unit_lists(values: pa.Array) -> pa.Array:
+    """An Arrow list column of floats scaled row by row to unit length (list<double>), whatever each
+    row's length; null rows stay null, a zero row stays zero."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    offsets = values.offsets.to_numpy()
+    part = values.values.to_numpy(zero_copy_only=False).astype(np.float64)[offsets[0] : offsets[-1]]
+    rows = np.repeat(np.arange(len(values)), np.diff(offsets))
+    norms = np.sqrt(np.bincount(rows, weights=part * part, minlength=len(values)))
+    unit = part / np.where(norms > 0, norms, 1.0)[rows]
+    return pa.ListArray.from_arrays(
+        pa.array(offsets - offsets[0], pa.int32()), pa.array(unit, pa.float64()), mask=values.is_null()
+    )
 
 
 def assign_neighbors(df: DataFrame, id_col: str, vector_col: str, centers: np.ndarray) -> DataFrame:
     """id, the embedding (array), cluster_id and neighbor_cluster_id (nearest and second-nearest
-    center of the unit vector) and center_distance (exact float64 squared distance), in one pass.
-    Rows with an invalid embedding get null clusters."""
+    center of the unit vector), center_distance (exact float64 squared distance), and the groups the
+    rows are compared in (each cluster whole until :func:`split_giant_clusters` and :func:`regroup`
+    split it), in one pass. Rows with an invalid embedding get null clusters."""
     values = vector_values(df, vector_col)
     work = df.select(F.col(id_col), values.alias(vector_col))
     dim = centers.shape[1]
@@ -101,6 +155,8 @@ def assign_neighbors(df: DataFrame, id_col: str, vector_col: str, centers: np.nd
             StructField(CLUSTER_COL, IntegerType()),
             StructField(NEIGHBOR_COL, IntegerType()),
             StructField(DISTANCE_COL, DoubleType()),
+            StructField(GROUP_COL, LongType()),
+            StructField(NEIGHBOR_GROUP_COL, LongType()),
         ]
     )
 
@@ -118,10 +174,15 @@ def assign_neighbors(df: DataFrame, id_col: str, vector_col: str, centers: np.nd
                 scores[np.arange(len(unit)), nearest] = np.inf
                 second = scores.argmin(axis=1).astype(np.int32)
             invalid = ~valid
+            no_neighbor = invalid | (not has_neighbor)
             yield (
                 batch.append_column(CLUSTER_COL, pa.array(nearest, pa.int32(), mask=invalid))
-                .append_column(NEIGHBOR_COL, pa.array(second, pa.int32(), mask=invalid | (not has_neighbor)))
+                .append_column(NEIGHBOR_COL, pa.array(second, pa.int32(), mask=no_neighbor))
                 .append_column(DISTANCE_COL, pa.array(distance, pa.float64(), mask=invalid))
+                .append_column(GROUP_COL, pa.array(nearest.astype(np.int64) << SUB_BITS, mask=invalid))
+                .append_column(
+                    NEIGHBOR_GROUP_COL, pa.array(second.astype(np.int64) << SUB_BITS, mask=no_neighbor)
+                )
             )
 
     return work.mapInArrow(annotate, schema)
@@ -130,7 +191,7 @@ def assign_neighbors(df: DataFrame, id_col: str, vector_col: str, centers: np.nd
 def _order(settings: DedupSettings, id_col: str) -> list[Column]:
     distance = F.col(DISTANCE_COL)
     return [
-        F.col(CLUSTER_COL),
+        F.col(GROUP_COL),
         distance.desc() if settings.keep == "farthest" else distance.asc(),
         F.col(_ORDER_HASH),
         F.col(id_col),
@@ -149,13 +210,13 @@ def duplicates_schema(id_field: StructField) -> StructType:
     )
 
 
-class _ClusterStream:
-    """Cuts a partition's sorted rows into per-cluster blocks of ``block_rows`` (positions counted
-    from the cluster's first row, so blocks never depend on Arrow batch boundaries)."""
+class _GroupStream:
+    """Cuts a partition's sorted rows into per-group blocks of ``block_rows`` (positions counted
+    from the group's first row, so blocks never depend on Arrow batch boundaries)."""
 
     def __init__(self, settings: DedupSettings, dim: int, schema: pa.Schema):
         self.settings, self.dim, self.schema = settings, dim, schema
-        self.cluster: int | None = None
+        self.group: int | None = None
         self.pending_ids: list[pa.Array] = []
         self.pending_vectors: list[np.ndarray] = []
         self.kept_ids: list[pa.Array] = []
@@ -164,10 +225,10 @@ class _ClusterStream:
     def _pending(self) -> int:
         return sum(len(v) for v in self.pending_vectors)
 
-    def push(self, cluster: int, ids: pa.Array, vectors: np.ndarray) -> Iterator[pa.RecordBatch]:
-        if cluster != self.cluster:
+    def push(self, group: int, ids: pa.Array, vectors: np.ndarray) -> Iterator[pa.RecordBatch]:
+        if group != self.group:
             yield from self.flush()
-            self.cluster, self.kept_ids = cluster, []
+            self.group, self.kept_ids = group, []
             self.deduper = ClusterDeduper(self.dim, self.settings.threshold, self.settings.block_rows)
         start = 0
         while start < len(vectors):
@@ -197,7 +258,7 @@ class _ClusterStream:
                 ids.take(pa.array(removed)),
                 kept.take(pa.array(result.match[removed])).combine_chunks(),
                 pa.array(result.similarity[removed], pa.float64()),
-                pa.array(np.full(removed.size, self.cluster, np.int32)),
+                pa.array(np.full(removed.size, self.group >> SUB_BITS, np.int32)),
                 pa.array(np.zeros(removed.size, dtype=bool)),
             ],
             schema=self.schema,
@@ -207,8 +268,8 @@ class _ClusterStream:
 def within_clusters(
     assigned: DataFrame, id_col: str, vector_col: str, dim: int, settings: DedupSettings
 ) -> DataFrame:
-    """Stage 1: the removed rows of every cluster (id, duplicate_of, similarity, cluster_id,
-    cross_cluster = false), from rows made by :func:`assign_neighbors`."""
+    """Stage 1: the removed rows of every group (id, duplicate_of, similarity, cluster_id,
+    cross_cluster = false), from rows made by :func:`assign_neighbors` (and :func:`regroup`)."""
     id_field = assigned.schema[id_col]
     schema = duplicates_schema(id_field)
     arrow_schema = pa.schema(
@@ -224,23 +285,23 @@ def within_clusters(
         assigned.where(F.col(CLUSTER_COL).isNotNull()).select(
             id_col,
             vector_col,
-            CLUSTER_COL,
+            GROUP_COL,
             DISTANCE_COL,
             rowrandom.row_hash(id_col, settings.seed).alias(_ORDER_HASH),
         ),
-        CLUSTER_COL,
+        GROUP_COL,
         _order(settings, id_col),
-    ).select(id_col, vector_col, CLUSTER_COL)
+    ).select(id_col, vector_col, GROUP_COL)
 
     def decide(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        stream = _ClusterStream(settings, dim, arrow_schema)
+        stream = _GroupStream(settings, dim, arrow_schema)
         for batch in batches:
-            clusters = batch.column(2).to_numpy()
+            groups = batch.column(2).to_numpy()
             vectors, _ = batch_matrix(batch.column(1), dim)
             ids = batch.column(0)
-            for start, stop in _runs(clusters):
+            for start, stop in _runs(groups):
                 yield from stream.push(
-                    int(clusters[start]), ids.slice(start, stop - start), vectors[start:stop]
+                    int(groups[start]), ids.slice(start, stop - start), vectors[start:stop]
                 )
         yield from stream.flush()
 
@@ -251,42 +312,42 @@ def across_neighbors(
     kept: DataFrame, id_col: str, vector_col: str, dim: int, settings: DedupSettings
 ) -> DataFrame:
     """Stage 2 (neighbors=2): every kept row is also compared with the kept rows of its
-    second-nearest cluster; of each near-duplicate pair found, the row of the higher cluster id is
-    removed (cross_cluster = true), naming the most similar row of the lower cluster."""
+    neighbouring group; of each near-duplicate pair found, the row of the higher group is removed
+    (cross_cluster = true), naming the most similar row of the lower group."""
     members = kept.select(
-        id_col, vector_col, F.col(CLUSTER_COL).alias(_HOME), F.col(CLUSTER_COL), F.lit(False).alias(_GUEST)
+        id_col, vector_col, F.col(GROUP_COL).alias(_HOME), F.col(GROUP_COL), F.lit(False).alias(_GUEST)
     )
-    guests = kept.where(F.col(NEIGHBOR_COL).isNotNull()).select(
+    guests = kept.where(F.col(NEIGHBOR_GROUP_COL).isNotNull()).select(
         id_col,
         vector_col,
-        F.col(CLUSTER_COL).alias(_HOME),
-        F.col(NEIGHBOR_COL).alias(CLUSTER_COL),
+        F.col(GROUP_COL).alias(_HOME),
+        F.col(NEIGHBOR_GROUP_COL).alias(GROUP_COL),
         F.lit(True).alias(_GUEST),
     )
     both = members.unionByName(guests).withColumn(_ORDER_HASH, rowrandom.row_hash(id_col, settings.seed))
     ordered = _sorted_by_cluster(
-        both, CLUSTER_COL, [F.col(CLUSTER_COL), F.col(_GUEST), F.col(_ORDER_HASH), F.col(id_col)]
+        both, GROUP_COL, [F.col(GROUP_COL), F.col(_GUEST), F.col(_ORDER_HASH), F.col(id_col)]
     )
     edge_schema = StructType(
         [
             StructField("guest", kept.schema[id_col].dataType),
-            StructField("guest_cluster", IntegerType()),
+            StructField("guest_group", LongType()),
             StructField("member", kept.schema[id_col].dataType),
-            StructField("member_cluster", IntegerType()),
+            StructField("member_group", LongType()),
             StructField(SIMILARITY_COL, DoubleType()),
         ]
     )
     arrow_edges = pa.schema([pa.field(f.name, to_arrow_type(f.dataType)) for f in edge_schema.fields])
 
     def match(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        cluster, member_ids, member_rows, m64, m32 = None, [], [], None, None
+        group, member_ids, member_rows, m64, m32 = None, [], [], None, None
         for batch in batches:
-            clusters = batch.column(CLUSTER_COL).to_numpy()
+            groups = batch.column(GROUP_COL).to_numpy()
             guest = batch.column(_GUEST).to_numpy(zero_copy_only=False)
             vectors, _ = batch_matrix(batch.column(vector_col), dim)
-            for start, stop in _runs(clusters * 2 + guest):
-                if clusters[start] != cluster:
-                    cluster, member_ids, member_rows, m64 = int(clusters[start]), [], [], None
+            for start, stop in _runs(groups * 2 + guest):
+                if groups[start] != group:
+                    group, member_ids, member_rows, m64 = int(groups[start]), [], [], None
                 ids = batch.column(id_col).slice(start, stop - start)
                 unit = normalize_rows(vectors[start:stop])
                 if not guest[start]:
@@ -308,7 +369,7 @@ def across_neighbors(
                                 ids.slice(g, len(g64)).take(pa.array(hit)),
                                 homes.slice(g, len(g64)).take(pa.array(hit)),
                                 all_members.take(pa.array(where[hit])),
-                                pa.array(np.full(hit.size, cluster, np.int32)),
+                                pa.array(np.full(hit.size, group, np.int64)),
                                 pa.array(best[hit]),
                             ],
                             schema=arrow_edges,
@@ -333,24 +394,24 @@ def _best_members(
 
 
 def _cross_removals(edges: DataFrame, id_col: str) -> DataFrame:
-    """Of each near-duplicate pair across two clusters, the row of the higher cluster id is removed,
-    naming the most similar row of the lowest cluster it meets."""
-    guest_loses = F.col("guest_cluster") > F.col("member_cluster")
+    """Of each near-duplicate pair across two groups, the row of the higher group is removed,
+    naming the most similar row of the lowest group it meets."""
+    guest_loses = F.col("guest_group") > F.col("member_group")
     removals = edges.select(
         F.when(guest_loses, F.col("guest")).otherwise(F.col("member")).alias(id_col),
-        F.when(guest_loses, F.col("guest_cluster")).otherwise(F.col("member_cluster")).alias(CLUSTER_COL),
+        F.when(guest_loses, F.col("guest_group")).otherwise(F.col("member_group")).alias(GROUP_COL),
         F.struct(
             F.col(SIMILARITY_COL),
-            (-F.when(guest_loses, F.col("member_cluster")).otherwise(F.col("guest_cluster"))).alias("lower"),
+            (-F.when(guest_loses, F.col("member_group")).otherwise(F.col("guest_group"))).alias("lower"),
             F.when(guest_loses, F.col("member")).otherwise(F.col("guest")).alias("keeper"),
         ).alias("edge"),
     )
-    best_edge = removals.groupBy(id_col, CLUSTER_COL).agg(F.max("edge").alias("edge"))
+    best_edge = removals.groupBy(id_col, GROUP_COL).agg(F.max("edge").alias("edge"))
     return best_edge.select(
         F.col(id_col),
         F.col("edge.keeper").alias(DUPLICATE_OF_COL),
         F.col(f"edge.{SIMILARITY_COL}").alias(SIMILARITY_COL),
-        F.col(CLUSTER_COL),
+        F.shiftright(F.col(GROUP_COL), SUB_BITS).cast("int").alias(CLUSTER_COL),
         F.lit(True).alias(CROSS_COL),
     )
 

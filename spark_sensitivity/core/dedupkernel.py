@@ -3,13 +3,17 @@
 The rows of a cluster arrive in a fixed order (see ``dedup``). A row is removed when its cosine
 similarity with an earlier *kept* row is at least ``threshold`` (= 1 - eps); it then names the most
 similar such row. Rows are compared in blocks of ``block_rows``: a new block is compared with the kept
-rows before it (in slices of ``block_rows``), then with itself, so one task holds the kept rows of the
-cluster (linear in its size) and (block_rows x block_rows) similarities, never a quadratic matrix.
+rows before it (in slices of ``block_rows``), then with the rows of the block that may still be kept,
+so one task holds the kept rows of the cluster (linear in its kept rows) and at most
+(block_rows x block_rows) similarities and candidate pairs, never a quadratic matrix, however many of
+the rows are near-duplicates.
 
 Similarities come from float32 matrix products that only screen: every entry above threshold -
 ``REFINE_MARGIN`` is recomputed in float64 and decided on that value, so a decision does not depend
-on how rows were blocked, and equals the one a float64 all-pairs comparison makes. Nothing here
-imports Spark.
+on how rows were blocked, and equals the one a float64 all-pairs comparison makes. The exact
+recomputation gathers the candidate pairs' rows a bounded chunk at a time (``REFINE_ELEMENTS``): on
+dense near-duplicates nearly every pair of a block is a candidate, and gathering them all at once
+took gigabytes at d = 384. Nothing here imports Spark.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from spark_sensitivity.settings import DEFAULT_BLOCK_ROWS as DEFAULT_BLOCK_ROWS
 
 # float32 dot products of unit vectors err by well under 1e-4 for d up to a few thousand.
 REFINE_MARGIN = 1e-4
+# Float64 elements gathered per side while candidate pairs are recomputed exactly: 4 MiB each.
+REFINE_ELEMENTS = 1 << 19
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -31,18 +37,38 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)[:, None]
 
 
+def screen(a32: np.ndarray, b32: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(row in a, row in b) of the pairs whose float32 similarity is within REFINE_MARGIN of the
+    threshold or above: a superset of the close pairs, to be decided by :func:`refine`."""
+    return np.nonzero(a32 @ b32.T >= np.float32(threshold - REFINE_MARGIN))
+
+
+def refine(
+    a64: np.ndarray, b64: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs whose float64 similarity is >= threshold: rows, cols, similarities.
+
+    Each pair's similarity is its own float64 dot product (never a blocked product's entry), so it
+    does not depend on which block the pair was found in; pairs are gathered REFINE_ELEMENTS at a time.
+    """
+    step = max(1, REFINE_ELEMENTS // max(1, a64.shape[1]))
+    exact = np.empty(len(rows))
+    for start in range(0, len(rows), step):
+        stop = start + step
+        exact[start:stop] = np.einsum("ij,ij->i", a64[rows[start:stop]], b64[cols[start:stop]])
+    close = exact >= threshold
+    return rows[close], cols[close], exact[close]
+
+
 def close_pairs(
     a32: np.ndarray, a64: np.ndarray, b32: np.ndarray, b64: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row in a, row in b, similarity) of every pair of unit rows with cosine >= threshold.
 
     The float32 product only screens (entries below threshold - REFINE_MARGIN are dropped without
-    leaving float32); the few candidates left are recomputed in float64 and decided on that value.
+    leaving float32); the candidates left are recomputed in float64 and decided on that value.
     """
-    rows, cols = np.nonzero(a32 @ b32.T >= np.float32(threshold - REFINE_MARGIN))
-    exact = np.einsum("ij,ij->i", a64[rows], b64[cols])
-    close = exact >= threshold
-    return rows[close], cols[close], exact[close]
+    return refine(a64, b64, *screen(a32, b32, threshold), threshold)
 
 
 def best_per_row(
@@ -113,10 +139,14 @@ class ClusterDeduper:
             best[rows[better]], match[rows[better]] = sims[better], start + cols[better]
         kept_here = best < self.threshold
 
-        rows, cols, sims = close_pairs(x32, x64, x32, x64, self.threshold)
-        self.multiply_adds += n * n * dim
+        # Only rows not yet removed by an earlier kept row can be kept, so only they can remove a
+        # later row of the block: on dense near-duplicates few are left after the first block.
+        open_rows = np.flatnonzero(kept_here)
+        rows, cols = screen(x32, x32[open_rows], self.threshold)
+        cols = open_rows[cols]
         earlier = cols < rows
-        rows, cols, sims = rows[earlier], cols[earlier], sims[earlier]
+        rows, cols, sims = refine(x64, x64, rows[earlier], cols[earlier], self.threshold)
+        self.multiply_adds += n * open_rows.size * dim
         # Rows close to an earlier row of the block are decided in order: removed when one of those
         # earlier rows was kept. Pairs sorted by (row, -similarity, col): the first kept one wins.
         order = np.lexsort((cols, -sims, rows))

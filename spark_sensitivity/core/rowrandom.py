@@ -24,6 +24,7 @@ STREAM_DRAW_ORDER = 3  # the keys that pick m of the candidates
 STREAM_BASELINE = 4  # the baselines' uniform and stratified subsets (core.baselines)
 STREAM_STRATIFIED = 5  # the stratified strategy's subsets and the prototypes' tie-breaks
 STREAM_REPORT_SAMPLE = 6  # the points the report plots
+STREAM_DEDUP_SPLIT = 7  # the rows a giant cluster's second-level k-means is fitted on (core.dedup)
 STREAM_EMBED_FIT = 11  # the rows an embedder is fitted on (embedders.stage)
 # A retry of the draws uses fresh streams: the draw streams plus attempt * DRAW_RETRY_STRIDE.
 DRAW_RETRY_STRIDE = 1 << 8
@@ -34,6 +35,7 @@ STREAMS = {
     "baseline": STREAM_BASELINE,
     "stratified": STREAM_STRATIFIED,
     "report_sample": STREAM_REPORT_SAMPLE,
+    "dedup_split": STREAM_DEDUP_SPLIT,
     "embed_fit": STREAM_EMBED_FIT,
 }
 

@@ -27,6 +27,9 @@ REP_WEIGHTS = ("zero", "cluster")
 DEFAULT_UNIFORM_SHARE = 0.1
 KEEP_RULES = ("farthest", "nearest")
 DEFAULT_BLOCK_ROWS = 2048
+# Dedup splits a cluster above this many rows: at d = 384 a group's kept rows then take at most
+# about 90 MiB (float64 and a float32 copy), and its comparisons about 8e12 multiply-adds.
+DEFAULT_MAX_CLUSTER_ROWS = 20_000
 INPUT_FORMATS = ("parquet", "json", "csv", "orc", "delta", "iceberg", "table")
 OUTPUT_FORMATS = ("parquet", "delta", "iceberg", "json", "csv", "orc")
 

@@ -9,6 +9,7 @@ from spark_sensitivity.settings.choices import (
     CLUSTERING,
     DEDUP,
     DEFAULT_BLOCK_ROWS,
+    DEFAULT_MAX_CLUSTER_ROWS,
     DEFAULT_K,
     ENGINES,
     INIT_MODES,
@@ -181,10 +182,20 @@ class DedupFields:
     )
     dedup_block_rows: int = setting(
         DEFAULT_BLOCK_ROWS,
-        "rows compared at once; bounds a task's similarity matrix",
+        "rows compared at once; bounds a task's similarity matrix and candidate pairs",
         group=DEDUP,
         kind=int,
         low=1,
+    )
+    dedup_max_cluster_rows: int = setting(
+        DEFAULT_MAX_CLUSTER_ROWS,
+        "a cluster with more rows is split by a second k-means (on the executors) into groups of about "
+        "half as many before rows are compared, so a task's memory (its group's kept rows) and time "
+        "stay bounded; near-duplicates that land in two groups are missed unless --dedup-neighbors 2",
+        group=DEDUP,
+        kind=int,
+        low=2,
+        metavar="ROWS",
     )
 
 

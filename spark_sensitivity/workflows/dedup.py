@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -21,12 +22,14 @@ from spark_sensitivity.core.assigned import check_ids
 from spark_sensitivity.core.dedup import (
     CROSS_COL,
     DUPLICATE_OF_COL,
+    GROUP_COL,
     SIMILARITY_COL,
     DedupSettings,
     assign_neighbors,
     find_duplicates,
-    unit_vectors,
+    unit_rows,
 )
+from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import publishing
@@ -46,22 +49,30 @@ def settings_from(config: Any) -> DedupSettings:
         neighbors=config.dedup_neighbors,
         block_rows=config.dedup_block_rows,
         seed=config.seed,
+        max_cluster_rows=config.dedup_max_cluster_rows,
     )
+
+
+# Each k-means setting of the fit and the config field it comes from (a test checks that this names
+# every field of KMeansSettings, so a new one cannot be silently left at its default: the
+# accelerator once was).
+KMEANS_FIELDS = {
+    "k": "k",
+    "max_iter": "max_iter",
+    "tol": "tol",
+    "init_mode": "init_mode",
+    "init_steps": "init_steps",
+    "seed": "seed",
+    "engine": "fit_engine",
+    "accelerator": "accelerator",
+}
 
 
 def kmeans_settings(config: Any) -> cluster.KMeansSettings:
     if config.k < 1:
         raise ValueError(f"k must be at least 1, got {config.k}")
-    return cluster.KMeansSettings(
-        k=config.k,
-        max_iter=config.max_iter,
-        tol=config.tol,
-        init_mode=config.init_mode,
-        init_steps=config.init_steps,
-        seed=config.seed,
-        engine=config.fit_engine,
-        driver_max_bytes=config.driver_fit_max_mb << 20,
-    )
+    values = {name: getattr(config, field) for name, field in KMEANS_FIELDS.items()}
+    return cluster.KMeansSettings(**values, driver_max_bytes=config.driver_fit_max_mb << 20)
 
 
 def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataFrame, dict[str, Any]]:
@@ -84,18 +95,24 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
     fraction = cluster.fit_fraction(config.fit_fraction, config.points_per_center, config.k, lambda: n_rows)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fitFraction must be in (0, 1], got {fraction}")
-    unit = df.select(id_col, unit_vectors(df, vector_col).alias(vector_col))
+    unit = unit_rows(df, id_col, vector_col)
     fit = cluster.fit_centers(cluster.fit_sample(unit, id_col, vector_col, fraction, config.seed), kmeans)
     fitted = time.perf_counter()
 
     assigned = assign_neighbors(df, id_col, vector_col, fit.centers).persist(StorageLevel.MEMORY_AND_DISK)
+    grouped = assigned
     try:
         invalid, invalid_rows = _invalid_rows(assigned, id_col, vector_col, config.on_invalid)
         dim = fit.centers.shape[1]
-        sizes = _cluster_sizes(assigned)
-        with find_duplicates(assigned, id_col, vector_col, dim, settings) as found:
+        sizes = _sizes(assigned, cluster.CLUSTER_COL)
+        parts = split_plan(sizes, settings.max_cluster_rows)
+        if parts:
+            grouped = _split(assigned, config, fit.centers, sizes, parts, kmeans)
+        group_sizes = _sizes(grouped, GROUP_COL) if parts else sizes
+        with find_duplicates(grouped, id_col, vector_col, dim, settings) as found:
             found.write.parquet(duplicates_path)
     finally:
+        grouped.unpersist()
         assigned.unpersist()
     duplicates = df.sparkSession.read.parquet(duplicates_path)
     info = summarize(duplicates, id_col)
@@ -111,9 +128,13 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
             "input_rows": n_rows,
             "invalid_rows": invalid_rows,
             "kept_rows": n_rows - invalid_rows - info["removed_rows"],
-            "largest_cluster": max(sizes, default=0),
-            # Within-cluster pairs, an upper bound of the comparisons (rows meet kept rows only).
-            "pairs_compared_at_most": sum(size * (size - 1) // 2 for size in sizes),
+            "max_cluster_rows": settings.max_cluster_rows,
+            "largest_cluster": max(sizes.values(), default=0),
+            "split_clusters": len(parts),
+            "groups": len(group_sizes),
+            "largest_group": max(group_sizes.values(), default=0),
+            # Within-group pairs, an upper bound of the comparisons (rows meet kept rows only).
+            "pairs_compared_at_most": sum(size * (size - 1) // 2 for size in group_sizes.values()),
             "dimension": dim,
             "kmeans_fit": {
                 "fit_fraction": fraction,
@@ -135,6 +156,27 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
     return kept, info
 
 
+def _split(
+    assigned: DataFrame,
+    config: Any,
+    centers: np.ndarray,
+    sizes: dict[int, int],
+    parts: dict[int, int],
+    kmeans: cluster.KMeansSettings,
+) -> DataFrame:
+    """The assigned rows regrouped with the giant clusters split (persisted: the caller frees it)."""
+    log.info(
+        "stage dedup: splitting %d clusters above %d rows (largest %d) into %d parts",
+        len(parts),
+        config.dedup_max_cluster_rows,
+        max(sizes.values()),
+        sum(parts.values()),
+    )
+    dim = centers.shape[1]
+    part_centers = split_giant_clusters(assigned, config.id_col, config.vector_col, dim, sizes, parts, kmeans)
+    return regroup(assigned, config.vector_col, centers, part_centers).persist(StorageLevel.MEMORY_AND_DISK)
+
+
 def _invalid_rows(assigned: DataFrame, id_col: str, vector_col: str, policy: str) -> tuple[DataFrame, int]:
     """The rows with an invalid embedding and their count; a ValueError when the policy is 'fail'."""
     invalid = assigned.where(F.col(cluster.CLUSTER_COL).isNull())
@@ -148,10 +190,10 @@ def _invalid_rows(assigned: DataFrame, id_col: str, vector_col: str, policy: str
     return invalid, count
 
 
-def _cluster_sizes(assigned: DataFrame) -> list[int]:
-    """The sizes of the non-empty clusters (k numbers to the driver)."""
-    valid = assigned.where(F.col(cluster.CLUSTER_COL).isNotNull())
-    return [row[0] for row in valid.groupBy(cluster.CLUSTER_COL).count().select("count").collect()]
+def _sizes(assigned: DataFrame, key: str) -> dict[int, int]:
+    """The sizes of the non-empty clusters or groups (one number per group to the driver)."""
+    valid = assigned.where(F.col(key).isNotNull())
+    return {row[0]: row[1] for row in valid.groupBy(key).count().collect()}
 
 
 def summarize(duplicates: DataFrame, id_col: str) -> dict[str, Any]:
