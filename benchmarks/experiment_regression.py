@@ -7,10 +7,12 @@ method selects rows through the project's Spark code, the weighted least-squares
 computed on the sample, and we report the relative excess loss ||A x_S - b||^2 / ||A x* - b||^2 - 1
 over the full table, plus the time each method takes to compute its scores on Spark.
 
-Sensitivity sampling clusters the rows (a_i, b_i) (standardized columns, or whitened by the Gram
-matrix so the geometry is the one least squares sees) with k-means and samples with the model-free
-sensitivity; leverage sampling uses the exact leverage scores of A, and of [A b] (which sees the
-target, as the clustering of (a_i, b_i) does); uniform takes m distinct rows. Every seed re-fits
+Sensitivity sampling clusters the rows (a_i, b_i) (standardized columns, or the rows [A b], intercept
+included, whitened by the project's own `whiten` Param, the CLI's `--whiten`: multiplied by
+(G/n)^-1/2, G their Gram matrix, so the geometry is the one least squares sees) with k-means and
+samples with the model-free sensitivity; leverage sampling uses the exact leverage scores of A, and
+of [A b] (which sees the target, as the clustering of (a_i, b_i) does); uniform takes m distinct
+rows. Every seed re-fits
 k-means (fit sample and init) and redraws; we report means with standard errors and medians.
 
     python benchmarks/experiment_regression.py --quick   # a few minutes on 2 cores
@@ -72,14 +74,16 @@ def excess_losses(a: np.ndarray, b: np.ndarray, picks, seeds: list[int]) -> list
     return out
 
 
-def embedding(a: np.ndarray, b: np.ndarray, whiten: bool) -> np.ndarray:
+def standardized(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     rows = np.hstack([a[:, 1:], b[:, None]])
     rows = rows - rows.mean(axis=0)
-    if whiten:  # rows @ G^-1/2: squared norms become the leverage of the centred [A b]
-        values, vectors = np.linalg.eigh(rows.T @ rows / len(rows))
-        keep = values > values.max() * 1e-12
-        return rows @ vectors[:, keep] / np.sqrt(values[keep])
     return rows / (rows.std(axis=0) + 1e-12)
+
+
+# The fits of the two sensitivity rows: (column, whiten). With the intercept column of [A b],
+# whitening by its uncentred Gram matrix gives the distances of the centred rows under their inverse
+# covariance.
+FITS = {"standardized": ("standardized", False), "whitened": ("ab", True)}
 
 
 def run_table(
@@ -92,8 +96,7 @@ def run_table(
             "id": np.arange(n),
             "a": a,
             "ab": np.hstack([a, b[:, None]]),
-            "standardized": embedding(a, b, False),
-            "whitened": embedding(a, b, True),
+            "standardized": standardized(a, b),
         },
     )
     frame = spark.read.parquet(path).persist()
@@ -118,11 +121,11 @@ def run_table(
         losses["uniform", m] = excess_losses(a, b, picks, seeds)
         picks.unpersist()
     for seed in seeds:  # k-means re-fitted with every seed
-        for column in ("standardized", "whitened"):
-            method = f"sensitivity, {column} rows, k={k}"
+        for rows_kind, (column, whiten) in FITS.items():
+            method = f"sensitivity, {rows_kind} rows, k={k}"
             started = time.perf_counter()
             model = SensitivitySampler(
-                idCol="id", featuresCol=column, k=k, seed=seed, pointsPerCenter=100
+                idCol="id", featuresCol=column, k=k, seed=seed, pointsPerCenter=100, whiten=whiten
             ).fit(frame)
             seconds.setdefault(method, time.perf_counter() - started)
             for m in sizes:

@@ -18,8 +18,7 @@ from pyspark.ml.util import (
 )
 from pyspark.sql import DataFrame
 
-from spark_sensitivity.core import cluster, torchkernel
-from spark_sensitivity.core.assigned import assign_rows
+from spark_sensitivity.core import cluster, torchkernel, whiten
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 
@@ -74,6 +73,13 @@ class SensitivitySampler(
         paper's rule), "representatives" (the row nearest each center; sample size = k),
         "stratified", "prototypes", or "auto" (representatives when the sample size equals k, else
         stratified). See ``spark_sensitivity.core.strategies``.
+    whiten : bool, default False
+        Multiply the embeddings by (G/n)^-1/2, G = X^T X their uncentred Gram matrix over n rows
+        (summed in one more pass; up to a rotation, which changes no distance), before k-means and
+        scoring: distances become the ones least squares sees (with rows [A b] holding an intercept
+        column, those of the centred rows under their inverse covariance). The model keeps the
+        matrix and applies it to every dataset it assigns; sampled rows keep their original
+        embeddings. A Gram matrix of rank below d is refused. Not for loss-aware selection.
 
     Examples
     --------
@@ -103,6 +109,7 @@ class SensitivitySampler(
         onInvalid: str | None = None,
         checkUniqueIds: bool | None = None,
         strategy: str | None = None,
+        whiten: bool | None = None,
     ):
         """Params left out (or None) keep their defaults, declared in ``spark_sensitivity.settings``."""
         super().__init__()
@@ -138,10 +145,18 @@ class SensitivitySampler(
             self.getFitFraction(), self.getPointsPerCenter(), self.getK(), lambda: input_rows
         )
         started = time.perf_counter()
+        matrix = (
+            whiten.whitening_matrix(whiten.gram_sums(dataset, vector_col), vector_col)
+            if self.getWhiten()
+            else None
+        )
+        gram_done = time.perf_counter()
         fit_rows = cluster.fit_sample(dataset, id_col, vector_col, fraction, seed)
+        if matrix is not None:
+            fit_rows = whiten.whitened_sample(fit_rows, matrix)
         kmeans = cluster.fit_centers(fit_rows, self._kmeans_settings())
         fitted = time.perf_counter()
-        rows = assign_rows(
+        rows = whiten.assign_whitened(
             dataset,
             id_col,
             vector_col,
@@ -149,6 +164,7 @@ class SensitivitySampler(
             self.getCostPower(),
             self.getOnInvalid(),
             self.getAccelerator(),
+            matrix,
         )
         info = {
             "input_rows": input_rows,
@@ -159,11 +175,13 @@ class SensitivitySampler(
             "kmeans_iterations": kmeans.iterations,
             "kmeans_fit_cost": kmeans.training_cost,
             "invalid_rows": rows.invalid_rows,
-            "kmeans_seconds": round(fitted - started, 3),
+            "kmeans_seconds": round(fitted - gram_done, 3),
             "assign_reduce_seconds": round(time.perf_counter() - fitted, 3),
         }
+        if matrix is not None:
+            info["whiten_seconds"] = round(gram_done - started, 3)
         summary = SensitivitySamplerSummary(rows)
-        model = SensitivitySamplerModel.fromClusters(kmeans.centers, rows.stats, info, summary)
+        model = SensitivitySamplerModel.fromClusters(kmeans.centers, rows.stats, info, summary, matrix)
         self._copyValues(model)
         return model
 

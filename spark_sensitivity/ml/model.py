@@ -10,8 +10,9 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_sensitivity.core import cluster, sample, score, strategies
-from spark_sensitivity.core.assigned import AssignedRows, assign_rows
+from spark_sensitivity.core.assigned import AssignedRows
 from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.core.whiten import assign_whitened, whitened
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 from spark_sensitivity.ml.persistence import ModelReader, ModelWriter
 
@@ -34,13 +35,29 @@ class SensitivitySamplerSummary:
         self.rows.release()
 
 
-class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLReadable):
-    """Fitted centers and per-cluster statistics; scores rows and draws weighted subsets."""
+# The whitened embedding of transform(), next to the original one and dropped after the assignment.
+_WHITENED_TMP = "__ss_whitened"
 
-    def __init__(self, centers: np.ndarray | None = None, stats: score.ClusterStats | None = None):
+
+class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLReadable):
+    """Fitted centers and per-cluster statistics; scores rows and draws weighted subsets.
+
+    A model fitted with ``whiten`` holds the whitening matrix W = (G/n)^-1/2 (:attr:`whiteningMatrix`);
+    its centers, costs and statistics are those of the whitened rows W x, and every dataset it
+    assigns (``transform``, ``sample(dataset=...)``, a refresh of a saved model) is whitened by the
+    same W.
+    """
+
+    def __init__(
+        self,
+        centers: np.ndarray | None = None,
+        stats: score.ClusterStats | None = None,
+        whitening: np.ndarray | None = None,
+    ):
         super().__init__()
         self._centers = centers
         self._stats = stats
+        self._whitening = whitening
         self._info: dict[str, Any] = {}
         self._summary: SensitivitySamplerSummary | None = None
         self._last_sample_info: dict[str, int] = {}
@@ -52,9 +69,11 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         stats: score.ClusterStats,
         fitInfo: dict[str, Any] | None = None,
         summary: SensitivitySamplerSummary | None = None,
+        whitening: np.ndarray | None = None,
     ) -> SensitivitySamplerModel:
-        """A model from its centers, their statistics and the facts of its fit (a fit or a load)."""
-        model = cls(centers, stats)
+        """A model from its centers, their statistics, the facts of its fit and, when it was fitted
+        on whitened rows, the whitening matrix (a fit or a load)."""
+        model = cls(centers, stats, whitening)
         model._info = dict(fitInfo or {})
         model._summary = summary
         return model
@@ -68,6 +87,12 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
 
     def clusterCenters(self) -> list[np.ndarray]:
         return list(self._centers)
+
+    @property
+    def whiteningMatrix(self) -> np.ndarray | None:
+        """W (d x d, W^T W = (G/n)^-1, G the Gram matrix of the n fitted rows) that the rows are
+        multiplied by before assignment, or None."""
+        return None if self._whitening is None else self._whitening.copy()
 
     @property
     def clusterStats(self) -> score.ClusterStats:
@@ -109,7 +134,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             fitted = self.summary.rows
             return AssignedRows(fitted.rows, fitted.assigned, self._stats, fitted.invalid_rows, fitted.id_col)
         centers = np.asarray(self._centers, dtype=np.float64)
-        return assign_rows(
+        return assign_whitened(
             dataset,
             self.getIdCol(),
             self.getFeaturesCol(),
@@ -117,16 +142,22 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             self.getCostPower(),
             onInvalid,
             self.getAccelerator(),
+            self._whitening,
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         """Adds cluster_id, cost, sensitivity and probability (under the fitted statistics)."""
+        vector_col, keep_vector = self.getFeaturesCol(), True
+        if self._whitening is not None:  # assign a whitened copy; the original embedding passes through
+            dataset = whitened(dataset, vector_col, self._whitening, _WHITENED_TMP)
+            vector_col, keep_vector = _WHITENED_TMP, False
         return cluster.assign(
             dataset,
-            self.getFeaturesCol(),
+            vector_col,
             self._centers,
             self.getCostPower(),
             derived=self._stats,
+            keep_vector=keep_vector,
             accelerator=self.getAccelerator(),
         )
 

@@ -64,6 +64,7 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
     checkUniqueIds: Param[bool] = _param("checkUniqueIds")
     onInvalid: Param[str] = _param("onInvalid")
     strategy: Param[str] = _param("strategy")
+    whiten: Param[bool] = _param("whiten")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -107,6 +108,9 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
 
     def getStrategy(self) -> str:
         return self.getOrDefault(self.strategy)
+
+    def getWhiten(self) -> bool:
+        return self.getOrDefault(self.whiten)
 
     def validate_params(self) -> None:
         """A ValueError naming the first Param whose value its setting does not allow, e.g.

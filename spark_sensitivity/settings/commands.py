@@ -84,6 +84,16 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         choices=(1, 2),
         param="costPower",
     )
+    whiten: bool = setting(
+        False,
+        "multiply the embeddings by (G/n)^-1/2, G their uncentred Gram matrix over n rows (one more "
+        "pass), before k-means and scoring, so distances are the ones least squares sees: for selecting "
+        "rows [A b] (with an intercept column) for a least-squares fit; subset/ keeps the original "
+        "embeddings; not with --mode loss-aware",
+        group=CLUSTERING,
+        kind=bool,
+        param="whiten",
+    )
     drop_vector: bool = setting(False, "leave the embedding column out of subset/", group=OUTPUT, kind=bool)
     output_format: str = setting(
         "parquet",

@@ -129,6 +129,8 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
     config = resolve_strategy(config)
     if config.rep_losses is not None and config.mode != "loss-aware":
         raise ValueError("--rep-losses needs --mode loss-aware")
+    if config.whiten and config.mode == "loss-aware":
+        raise ValueError("--whiten does not work with --mode loss-aware (it scores unwhitened distances)")
     if config.loss_col is not None and not config.report:
         raise ValueError("--loss-col is used by the report only; add --report")
     round1 = lossaware_select.check_flags(spark, config)
