@@ -137,6 +137,7 @@ def test_select_job_writes_the_pilot_forecast(spark, tmp_path, capsys):
     pilot = tmp_path / "pilot.parquet"
     pq.write_table(pa.table({"id": ids, "score": 1.0 + (ids % 7) * 0.5}), pilot)
     common = ["select", "--input", str(table), "--k", "6", "--sample-size", "100", "--seed", "3"]
+    common += ["--strategy", "sensitivity"]
     out = tmp_path / "out"
     flags = ["--pilot-losses", str(pilot), "--pilot-loss-col", "score", "--report"]
     assert main([*common, *flags, "--output", str(out)]) == 0

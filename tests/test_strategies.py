@@ -182,7 +182,7 @@ def test_select_job_writes_each_strategy_with_the_same_columns(spark, table, tmp
     for strategy, extra, rows in (
         ("stratified", ["--k", "6"], 60),
         ("prototypes", ["--k", "6"], 60),
-        ("auto", [], 40),  # no --k: representatives with k = 40
+        ("auto", [], 20),  # no --k: k = 20, and n / m = 75 rows per representative: representatives
     ):
         out = tmp_path / strategy
         assert _select(table, out, "--sample-size", str(rows), "--strategy", strategy, *extra) == 0
@@ -193,7 +193,9 @@ def test_select_job_writes_each_strategy_with_the_same_columns(spark, table, tmp
         assert manifest["strategy_requested"] == strategy
         columns = columns or list(subset.columns)
         assert list(subset.columns) == columns
-    assert manifest["strategy"] == "representatives" and manifest["k"] == 40
+    assert manifest["strategy"] == manifest["strategy_used"] == "representatives"
+    assert manifest["k"] == manifest["k_used"] == 20
+    assert manifest["auto_reason"].startswith("auto chose representatives with k = 20 because m = 20 <= 1000")
 
 
 def test_strategy_loss_aware_is_the_loss_aware_mode(spark, table, tmp_path):

@@ -22,9 +22,10 @@ COMMANDS: tuple[Command, ...] = (
     (
         "select",
         "select a weighted subset of a table of embeddings",
-        "Cluster the embeddings (k-means on a sample, on the driver or with MLlib), score each row's "
-        "sensitivity, draw exactly --sample-size rows with replacement, and publish subset/, clusters/ "
-        "and manifest.json.",
+        "Cluster the embeddings (k-means on a sample: on the driver, or iterated on the executors when "
+        "the sample is large; MLlib with --fit-engine mllib), pick --sample-size rows with --strategy "
+        "(auto by default, which says what it chose and why), and publish subset/, clusters/ and "
+        "manifest.json.",
         add_select_arguments,
         run_select_command,
         REQUIRED_SELECT_FLAGS,

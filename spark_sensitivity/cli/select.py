@@ -27,11 +27,19 @@ GROUPS = (
     settings.DEDUP,
 )
 REQUIRED_SELECT_FLAGS = required_flags(SelectConfig)
+STRATEGY_GOALS = (
+    "Which strategy for which goal: to train or fine-tune a model on the subset, keep the default "
+    "--strategy auto (representatives at small budgets, stratified above; the summary and the manifest "
+    "name what it chose and why) and train with weight / mean(weight). To estimate a mean or a sum over "
+    "the table (an average loss, label shares), use --strategy sensitivity (the paper's unbiased i.i.d. "
+    "draws) or stratified, with the raw weights. See docs/TRAINING.md and docs/METHOD.md."
+)
 
 
 def add_select_arguments(parser: argparse.ArgumentParser) -> None:
     """The selection flags, shared by the console script and jobs/select_subset.py."""
     add_settings(parser, SelectConfig, GROUPS)
+    parser.epilog = STRATEGY_GOALS
     run = add_running(parser)
     run.add_argument(
         "--dry-run",
@@ -49,7 +57,8 @@ def _summary(manifest: dict) -> str:
             f"next: {manifest['next_step']}"
         )
     return (
-        f"selected {manifest['m']} draws ({manifest['subset_rows']} distinct rows) from "
+        _strategy_summary(manifest) + "\n"
+        f"selected {_picked(manifest)} from "
         f"{manifest['n']} rows in {manifest['nonempty_clusters']} clusters; k-means cost "
         f"{manifest['kmeans_cost']:.6g}; sum of weights {manifest['sum_of_weights']:.1f} "
         f"(n = {manifest['n_valid']}); {manifest['timings']['total_seconds']:.1f} s\n"
@@ -59,13 +68,29 @@ def _summary(manifest: dict) -> str:
     )
 
 
+def _strategy_summary(manifest: dict) -> str:
+    """'strategy: representatives, k = 400 (auto chose ... because ...)'."""
+    used = manifest.get("strategy_used", manifest.get("strategy"))
+    line = f"strategy: {used}, k = {manifest.get('k_used', manifest['k'])}"
+    reason = manifest.get("auto_reason")
+    return f"{line} ({reason})" if reason else f"{line} (as requested)"
+
+
+def _picked(manifest: dict) -> str:
+    """'400 draws (391 distinct rows)' for i.i.d. draws, '400 rows' for the strategies without replacement."""
+    if manifest.get("strategy_used", manifest.get("strategy")) in (settings.SENSITIVITY, settings.LOSS_AWARE):
+        return f"{manifest['m']} draws ({manifest['subset_rows']} distinct rows)"
+    return f"{manifest['subset_rows']} rows"
+
+
 def _forecast_summary(facts: dict | None) -> str:
     if not facts:
         return ""
     lines = forecast.describe(facts)
     return (
         f"\nforecast RMSE of the mean loss estimate at m = {facts['m']}, relative to the mean (from "
-        f"{facts['basis_rows']} {facts['source']} rows; 95 % interval):\n  " + "\n  ".join(lines)
+        f"{facts['basis_rows']} {facts['source']} rows; 95 % interval); the subset written is "
+        f"{facts.get('strategy', 'sensitivity')}:\n  " + "\n  ".join(lines)
     )
 
 

@@ -18,6 +18,20 @@ Stratified by cluster (m_j rows of cluster j without replacement, weight n_j / m
 
 Uniform (m rows without replacement, weight n / m):  Var(mu_hat) = (1 - m / n) S^2 / m.
 
+A deterministic subset (``representatives``: the row nearest each center, weight n_j;
+``prototypes``: the m_j rows nearest their center, weight n_j / m_j) has no sampling variance but a
+bias: its rows sit nearer their centers than their clusters do. From a pilot that bias is modelled,
+not measured: inside each cluster the loss is taken as linear in the row's cost v_i, l_i = mu_j +
+beta (v_i - Phi_j / n_j) + e_i, with one slope beta and residual variance tau^2 fitted to the pilot
+rows of the clusters holding at least two of them (both centred on their cluster's pilot mean).
+Then the subset's estimate sum_S w_i l_i has
+
+    bias = beta * (sum_S w_i v_i - Phi),        variance = tau^2 * sum_S w_i^2,
+
+and its forecast is sqrt(bias^2 + variance) / L (the relative bias is reported too). Where the pilot
+cannot fit beta (fewer than three within-cluster degrees of freedom, or no spread of v inside its
+clusters) the forecast says so instead of giving a number.
+
 The losses are unknown; two sources stand in for them:
 
 - A pilot: losses of p rows drawn uniformly (the user scored them), with each row's cluster and q_i.
@@ -48,6 +62,7 @@ pairs). See docs/FORECAST.md for the validation.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +70,16 @@ import numpy as np
 from spark_sensitivity.core.baselines import allocate
 
 SCHEMES = ("sensitivity", "stratified", "uniform")
+# Strategies whose subset is a deterministic function of the fit: forecast by their bias (module doc).
+FIXED_SCHEMES = ("representatives", "prototypes")
+# The forecast key of each strategy the select job writes (loss-aware draws as sensitivity does).
+SCHEME_OF = {
+    "sensitivity": "sensitivity",
+    "loss-aware": "sensitivity",
+    "stratified": "stratified",
+    "representatives": "representatives",
+    "prototypes": "prototypes",
+}
 BOOTSTRAP_ROUNDS = 200
 NEIGHBOURS = 5
 
@@ -84,20 +109,40 @@ def uniform_relative_rmse(variance: float, n: int, m: int, mean: float) -> float
 
 @dataclass(frozen=True)
 class SchemeForecast:
-    """One scheme's predicted RMSE relative to the mean loss, with a 95 % bootstrap interval."""
+    """One scheme's predicted RMSE relative to the mean loss, with a 95 % bootstrap interval; for a
+    deterministic subset also its relative bias, or a note saying why it cannot be forecast."""
 
     scheme: str
     relative_rmse: float | None
     low: float | None
     high: float | None
+    relative_bias: float | None = None
+    note: str | None = None
 
     def as_dict(self) -> dict:
-        return {"relative_rmse": self.relative_rmse, "interval_95": [self.low, self.high]}
+        facts: dict = {"relative_rmse": self.relative_rmse, "interval_95": [self.low, self.high]}
+        if self.scheme in FIXED_SCHEMES:
+            facts["relative_bias"] = self.relative_bias
+        if self.note:
+            facts["note"] = self.note
+        return facts
+
+
+@dataclass(frozen=True)
+class FixedSubset:
+    """What the bias model needs of a deterministic subset (module doc): its strategy, sum_S w v,
+    sum_S w^2, and the table's cost Phi = sum_i v_i."""
+
+    strategy: str
+    weighted_cost: float
+    weight_squares: float
+    total_cost: float
 
 
 @dataclass(frozen=True)
 class Forecast:
-    """The three schemes' forecasts at m draws, and what they were computed from."""
+    """The schemes' forecasts at m draws, what they were computed from, and the strategy of the
+    subset the run writes (``strategy``; its forecast is the scheme ``SCHEME_OF[strategy]``)."""
 
     source: str
     m: int
@@ -105,12 +150,18 @@ class Forecast:
     mean_loss: float
     schemes: tuple[SchemeForecast, ...]
     basis: int  # pilot rows, or representatives
+    strategy: str | None = None  # None: no subset written (the numpy API)
 
     def get(self, scheme: str) -> SchemeForecast:
         return next(s for s in self.schemes if s.scheme == scheme)
 
+    def with_strategy(self, strategy: str) -> Forecast:
+        return dataclasses.replace(self, strategy=strategy)
+
     def as_dict(self) -> dict:
         return {
+            "strategy": self.strategy,
+            "scheme": None if self.strategy is None else SCHEME_OF.get(self.strategy, self.strategy),
             "source": self.source,
             "basis_rows": self.basis,
             "m": self.m,
@@ -121,16 +172,24 @@ class Forecast:
 
 
 def describe(facts: dict) -> list[str]:
-    """One line per scheme of a forecast's ``as_dict()``: 'sensitivity: 3.10 % (2.70 - 3.60 %)'."""
+    """One line per scheme of a forecast's ``as_dict()``: 'sensitivity: 3.10 % (2.70 - 3.60 %)'; the
+    scheme of the subset the run writes is marked '(written)'."""
     out = []
-    for scheme in SCHEMES:
-        value, (low, high) = facts[scheme]["relative_rmse"], facts[scheme]["interval_95"]
+    written = facts.get("scheme")
+    for scheme in (*SCHEMES, *FIXED_SCHEMES):
+        if scheme not in facts:
+            continue
+        entry = facts[scheme]
+        value, (low, high) = entry["relative_rmse"], entry["interval_95"]
+        name = f"{scheme} (written)" if scheme == written else scheme
+        bias = entry.get("relative_bias")
+        bias_text = "" if bias is None else f", bias {100 * bias:+.2f} %"
         if value is None:
-            out.append(f"{scheme}: n/a (m is below the number of clusters)")
+            out.append(f"{name}: n/a ({entry.get('note', 'm is below the number of clusters')})")
         elif low is None:
-            out.append(f"{scheme}: {100 * value:.2f} %")
+            out.append(f"{name}: {100 * value:.2f} %{bias_text}")
         else:
-            out.append(f"{scheme}: {100 * value:.2f} % ({100 * low:.2f} - {100 * high:.2f} %)")
+            out.append(f"{name}: {100 * value:.2f} % ({100 * low:.2f} - {100 * high:.2f} %){bias_text}")
     return out
 
 
@@ -157,6 +216,67 @@ def _assemble(source: str, m: int, sizes: np.ndarray, mean: float, point, replic
         for name, value, (low, high) in zip(SCHEMES, point, intervals, strict=True)
     )
     return Forecast(source, m, int(np.sum(sizes)), float(mean), schemes, basis)
+
+
+def within_slope(clusters: np.ndarray, losses: np.ndarray, costs: np.ndarray) -> tuple[float, float] | None:
+    """(beta, tau^2): the slope of the loss on the cost inside clusters and the residual variance,
+    from the pilot rows of clusters with at least two of them; None when they cannot be fitted."""
+    counts = np.bincount(clusters)
+    keep = counts[clusters] >= 2
+    clusters, losses, costs = clusters[keep], losses[keep], costs[keep]
+    dof = len(losses) - len(np.unique(clusters)) - 1
+    if dof < 2:
+        return None
+    size = np.maximum(np.bincount(clusters), 1)
+    centred_loss = losses - (np.bincount(clusters, weights=losses) / size)[clusters]
+    centred_cost = costs - (np.bincount(clusters, weights=costs) / size)[clusters]
+    spread = float((centred_cost**2).sum())
+    if spread <= 0:
+        return None
+    slope = float((centred_loss * centred_cost).sum() / spread)
+    residual = float(((centred_loss - slope * centred_cost) ** 2).sum()) / dof
+    return slope, residual
+
+
+def fixed_subset_error(
+    clusters: np.ndarray, losses: np.ndarray, costs: np.ndarray, fixed: FixedSubset, n: float
+) -> tuple[float, float] | None:
+    """(relative RMSE, relative bias) of a deterministic subset's estimate of the mean loss (module
+    doc), or None when the pilot cannot fit the within-cluster slope."""
+    fitted = within_slope(clusters, losses, costs)
+    total = n * float(losses.mean())
+    if fitted is None or total == 0:
+        return None
+    slope, residual = fitted
+    bias = slope * (fixed.weighted_cost - fixed.total_cost)
+    rmse = float(np.sqrt(bias**2 + residual * fixed.weight_squares))
+    return rmse / abs(total), bias / abs(total)
+
+
+def _fixed_forecast(
+    clusters: np.ndarray,
+    losses: np.ndarray,
+    costs: np.ndarray,
+    fixed: FixedSubset,
+    n: float,
+    rng: np.random.Generator,
+    rounds: int,
+) -> SchemeForecast:
+    """The deterministic subset's forecast, its interval a bootstrap over the pilot rows."""
+    point = fixed_subset_error(clusters, losses, costs, fixed, n)
+    if point is None:
+        note = (
+            "cannot be estimated: the pilot has too few rows sharing a cluster (or no spread of the "
+            "cost inside them) to fit how the loss changes towards the center"
+        )
+        return SchemeForecast(fixed.strategy, None, None, None, None, note)
+    replicates = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(losses), size=len(losses))
+        value = fixed_subset_error(clusters[pick], losses[pick], costs[pick], fixed, n)
+        replicates.append([np.nan if value is None else value[0]])
+    ((low, high),) = _interval([point[0]], np.array(replicates, dtype=np.float64))
+    return SchemeForecast(fixed.strategy, point[0], low, high, point[1])
 
 
 def _pilot_point(
@@ -190,10 +310,15 @@ def from_pilot(
     m: int,
     seed: int = 0,
     rounds: int = BOOTSTRAP_ROUNDS,
+    *,
+    costs: np.ndarray | None = None,
+    fixed: FixedSubset | None = None,
 ) -> Forecast:
     """The forecast from a uniform pilot: each pilot row's cluster, loss and sampling probability q_i.
 
-    ``sizes`` are the clusters' n_j. Raises ValueError for fewer than two pilot rows or a zero mean.
+    ``sizes`` are the clusters' n_j. With ``fixed`` (a deterministic subset) and the pilot rows'
+    ``costs`` v_i, the forecast also covers that subset (module doc). Raises ValueError for fewer
+    than two pilot rows or a zero mean.
     """
     sizes = np.asarray(sizes, dtype=np.float64)
     clusters, losses = np.asarray(clusters, dtype=np.int64), np.asarray(losses, dtype=np.float64)
@@ -209,7 +334,14 @@ def from_pilot(
         pick = rng.integers(0, len(losses), size=len(losses))
         values, _ = _pilot_point(sizes, clusters[pick], losses[pick], probabilities[pick], m)
         replicates.append([np.nan if v is None else v for v in values])
-    return _assemble("pilot", m, sizes, mean, point, replicates, len(losses))
+    result = _assemble("pilot", m, sizes, mean, point, replicates, len(losses))
+    if fixed is None:
+        return result
+    if costs is None:
+        raise ValueError("a forecast of a deterministic subset needs the pilot rows' costs")
+    costs = np.asarray(costs, dtype=np.float64)
+    extra = _fixed_forecast(clusters, losses, costs, fixed, float(sizes.sum()), rng, rounds)
+    return dataclasses.replace(result, schemes=(*result.schemes, extra), strategy=fixed.strategy)
 
 
 def neighbour_pairs(points: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:

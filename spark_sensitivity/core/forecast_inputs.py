@@ -2,12 +2,15 @@
 
 - a pilot: the user's loss on a uniform sample of rows, joined with each row's cluster and q_i;
 - per-cluster sums for the representatives' model: H_j = sum_{i in j} 1 / q_i (one mapInArrow pass
-  with per-batch partial sums) and Q_j = mean ||x_i - c_j||^2 (one aggregate of the fit's costs).
+  with per-batch partial sums) and Q_j = mean ||x_i - c_j||^2 (one aggregate of the fit's costs);
+- for a deterministic subset's bias: sum_S w v and sum_S w^2 (one aggregate of the subset, or of the
+  clusters' nearest rows before the representatives are picked).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -32,10 +35,20 @@ def check_pilot_columns(pilot: DataFrame, id_col: str, loss_col: str) -> None:
             )
 
 
+@dataclass(frozen=True)
+class PilotRows:
+    """The pilot rows' clusters, losses, probabilities q_i and costs v_i (aligned arrays)."""
+
+    clusters: np.ndarray
+    losses: np.ndarray
+    probabilities: np.ndarray
+    costs: np.ndarray
+
+
 def pilot_rows(
     scored: DataFrame, scorer: Sensitivity, pilot: DataFrame, id_col: str, loss_col: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cluster ids, losses, probabilities q_i) of the pilot rows; a one-line ValueError when the pilot
+) -> PilotRows:
+    """The pilot rows with their cluster, loss, q_i and cost; a one-line ValueError when the pilot
     lacks a column, repeats an id, has a null or non-finite loss, or names rows that are not scored."""
     check_pilot_columns(pilot, id_col, loss_col)
     loss = F.col(loss_col).cast("double")
@@ -64,7 +77,36 @@ def pilot_rows(
     clusters = np.array([r[CLUSTER_COL] for r in found], dtype=np.int64)
     costs = np.array([r[COST_COL] for r in found], dtype=np.float64)
     probabilities = scorer.sensitivity(clusters, costs) / scorer.total_sensitivity
-    return clusters, np.array([losses[r[id_col]] for r in found]), probabilities
+    return PilotRows(clusters, np.array([losses[r[id_col]] for r in found]), probabilities, costs)
+
+
+def subset_costs(subset: DataFrame, strategy: str, total_cost: float) -> forecast.FixedSubset:
+    """sum_S w v and sum_S w^2 of a written deterministic subset (one aggregate of its rows)."""
+    weight = F.col("weight")
+    row = subset.agg(F.sum(weight * F.col(COST_COL)), F.sum(weight * weight)).first()
+    return forecast.FixedSubset(strategy, float(row[0] or 0.0), float(row[1] or 0.0), total_cost)
+
+
+def representatives_costs(
+    assignments: DataFrame, sizes: np.ndarray, total_cost: float
+) -> forecast.FixedSubset:
+    """What the representatives would give, before they are picked: sum_j n_j min_{i in j} v_i and
+    sum_j n_j^2 (one aggregate, k rows to the driver)."""
+    nearest = np.zeros(len(sizes), dtype=np.float64)
+    for row in assignments.groupBy(CLUSTER_COL).agg(F.min(COST_COL)).collect():
+        if row[0] is not None:
+            nearest[row[0]] = row[1]
+    sizes = np.asarray(sizes, dtype=np.float64)
+    return forecast.FixedSubset(
+        "representatives", float((sizes * nearest).sum()), float((sizes**2).sum()), total_cost
+    )
+
+
+def within_squares(assignments: DataFrame, total_cost: float, z: int) -> float:
+    """sum_i ||x_i - c_a(i)||^2: the fit's cost for z = 2, one aggregate of the squared costs for z = 1."""
+    if z == 2:
+        return total_cost
+    return float(assignments.agg(F.sum(F.col(COST_COL) ** 2)).first()[0] or 0.0)
 
 
 def inverse_probability_sums(scored: DataFrame, scorer: Sensitivity, k: int) -> np.ndarray:
@@ -110,10 +152,21 @@ def pilot_forecast(
     loss_col: str,
     m: int,
     seed: int,
+    fixed: forecast.FixedSubset | None = None,
 ) -> forecast.Forecast:
-    """The forecast from a uniform pilot of user losses, for the sampler ``scorer`` at m draws."""
-    clusters, losses, probabilities = pilot_rows(scored, scorer, pilot, id_col, loss_col)
-    return forecast.from_pilot(sizes, clusters, losses, probabilities, m, seed)
+    """The forecast from a uniform pilot of user losses, for the sampler ``scorer`` at m draws (and
+    the deterministic subset ``fixed``, when given)."""
+    rows = pilot_rows(scored, scorer, pilot, id_col, loss_col)
+    return forecast_from_rows(rows, sizes, m, seed, fixed)
+
+
+def forecast_from_rows(
+    rows: PilotRows, sizes: np.ndarray, m: int, seed: int, fixed: forecast.FixedSubset | None = None
+) -> forecast.Forecast:
+    """The forecast from pilot rows already gathered (:func:`pilot_rows`)."""
+    return forecast.from_pilot(
+        sizes, rows.clusters, rows.losses, rows.probabilities, m, seed, costs=rows.costs, fixed=fixed
+    )
 
 
 def representatives_forecast(

@@ -13,7 +13,8 @@ cost, sensitivity, probability, count, weight), with weights whose sum estimates
   the nearest (easiest) while m / n < ``PROTOTYPES_HARD_FROM``, else the farthest (hardest);
   weight n_j / m_j, so weighted sums still scale to the table (not unbiased: the choice is not
   random).
-- ``auto``: one of the above and k, chosen from the budget (:func:`resolve`).
+- ``auto``: one of the above and k, chosen from the table: k is planned from the budget before the
+  fit (:func:`resolve`), the strategy decided once the clusters are known (:func:`choose_auto`).
 
 The allocation m_j of ``stratified`` and ``prototypes`` gives one row to every non-empty cluster and
 the rest in proportion to n_j, rounded by largest remainders, so it sums to exactly m. In these
@@ -50,6 +51,10 @@ from spark_sensitivity.settings import (
 )
 from spark_sensitivity.settings import LOSS_AWARE as LOSS_AWARE
 from spark_sensitivity.settings import SENSITIVITY as SENSITIVITY
+from spark_sensitivity.settings.choices import (
+    AUTO_MIN_EXPLAINED_SHARE,
+    AUTO_MIN_ROWS_PER_REPRESENTATIVE,
+)
 
 # Prototypes keep the hardest rows from this kept fraction m / n on, the easiest below it. Sorscher
 # et al. find that keeping easy examples wins when data are scarce and hard ones when they are
@@ -71,9 +76,10 @@ def check_strategy(name: str, allowed: tuple[str, ...] = STRATEGIES) -> None:
 def resolve(strategy: str, k: int | None, m: int) -> tuple[str, int]:
     """The concrete strategy and k of a run, given the requested strategy, k (None: not given) and m.
 
-    ``auto`` picks representatives with k = m for m <= AUTO_REPRESENTATIVES_MAX_M, else stratified
-    with the given k (or DEFAULT_K); with k given and different from m it never picks representatives.
-    ``representatives`` takes k = m when k is not given and refuses any other k.
+    ``auto`` plans representatives with k = m for m <= AUTO_REPRESENTATIVES_MAX_M, else stratified
+    with the given k (or DEFAULT_K); with k given and different from m it never plans representatives.
+    The plan fixes k; once the clusters are known :func:`choose_auto` may draw stratified (or
+    sensitivity) instead. ``representatives`` takes k = m when k is not given and refuses any other k.
     """
     check_strategy(strategy, SELECT_STRATEGIES)
     if strategy == AUTO:
@@ -100,6 +106,98 @@ def for_model(strategy: str, m: int, k: int) -> str:
             f"strategy representatives keeps one row per cluster: the sample size must equal k={k}, got {m}"
         )
     return strategy
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``auto`` chose for a run: the strategy, k, and the reason in one sentence."""
+
+    strategy: str
+    k: int
+    reason: str
+
+
+def explained_share(centers: np.ndarray, sizes: np.ndarray, within: float) -> float:
+    """B / (B + W): the share of the rows' spread around their mean that the clusters explain, with
+    B = sum_j n_j ||c_j - mean||^2 (mean = the size-weighted mean of the centers) and W = ``within``,
+    the rows' sum of squared distances to their centers. 1 for tight, separated clusters; near 0 for
+    isotropic noise in many dimensions."""
+    centers, sizes = np.asarray(centers, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
+    mean = (sizes[:, None] * centers).sum(axis=0) / max(sizes.sum(), 1.0)
+    between = float((sizes * ((centers - mean) ** 2).sum(axis=1)).sum())
+    total = between + within
+    return between / total if total > 0 else 0.0
+
+
+def planned_reason(k_given: int | None, m: int, k: int) -> str:
+    """Why auto's plan is not representatives (:func:`resolve`), as a clause."""
+    if k_given is not None and k_given != m:
+        return f"k = {k_given} was given and differs from m = {m} (representatives need k = m)"
+    return f"m = {m} > {AUTO_REPRESENTATIVES_MAX_M}, the largest budget at which representatives were measured to gain"
+
+
+def choose_auto(
+    k_given: int | None,
+    m: int,
+    n: int,
+    stats: ClusterStats,
+    share: float,
+    forecasts: dict[str, float | None] | None = None,
+) -> AutoChoice:
+    """The strategy ``auto`` draws with once the clusters are known (rule frozen in settings/choices.py).
+
+    ``k_given`` is the user's k (None: not given), ``n`` the valid rows, ``stats`` the fitted clusters,
+    ``share`` their :func:`explained_share`. ``forecasts`` (from a pilot) maps each candidate
+    strategy to its forecast relative RMSE of the mean loss (None: cannot be forecast); the lowest wins.
+    """
+    planned, k = resolve(AUTO, k_given, m)
+    if forecasts is not None:
+        return _by_forecast(planned, k, forecasts)
+    if planned == REPRESENTATIVES:
+        rows = n / m
+        if rows < AUTO_MIN_ROWS_PER_REPRESENTATIVE:
+            return AutoChoice(
+                STRATIFIED, k, f"auto chose stratified with k = {k} (one uniform row per cluster) because "
+                f"n / m = {rows:.1f} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per representative: in clusters "
+                "this small the most central row is little more typical than a random one",
+            )  # fmt: skip
+        if share < AUTO_MIN_EXPLAINED_SHARE:
+            return AutoChoice(
+                STRATIFIED, k, f"auto chose stratified with k = {k} (one uniform row per cluster) because the "
+                f"clusters explain {share:.1%} < {AUTO_MIN_EXPLAINED_SHARE:.0%} of the embeddings' spread: "
+                "no structure for a central row to stand for",
+            )  # fmt: skip
+        return AutoChoice(
+            REPRESENTATIVES, k, f"auto chose representatives with k = {k} because m = {m} <= "
+            f"{AUTO_REPRESENTATIVES_MAX_M}, n / m = {rows:.0f} >= {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per "
+            f"representative and the clusters explain {share:.0%} >= {AUTO_MIN_EXPLAINED_SHARE:.0%} of the spread",
+        )  # fmt: skip
+    why = planned_reason(k_given, m, k)
+    if m < stats.nonempty:
+        return AutoChoice(
+            SENSITIVITY, k, f"auto chose sensitivity with k = {k} because {why}, and m is below the "
+            f"{stats.nonempty} non-empty clusters that stratified needs one row each of",
+        )  # fmt: skip
+    return AutoChoice(STRATIFIED, k, f"auto chose stratified with k = {k} because {why}")
+
+
+def _by_forecast(planned: str, k: int, forecasts: dict[str, float | None]) -> AutoChoice:
+    """The candidate with the lowest forecast RMSE; the reason lists every candidate's forecast."""
+    usable = {name: value for name, value in forecasts.items() if value is not None}
+    shown = ", ".join(
+        f"{name} {100 * value:.2f} %" if value is not None else f"{name} cannot be forecast"
+        for name, value in forecasts.items()
+    )
+    if not usable:
+        return AutoChoice(
+            SENSITIVITY, k, f"auto chose sensitivity with k = {k} because no strategy could be forecast from "
+            f"the pilot ({shown}); sensitivity is unbiased",
+        )  # fmt: skip
+    best = min(usable, key=lambda name: (usable[name], name != planned))
+    return AutoChoice(
+        best, k, f"auto chose {best} with k = {k} because, with the pilot's losses, its forecast RMSE of the "
+        f"mean loss at m is the lowest ({shown})",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,28 @@ LOSS_AWARE = "loss-aware"
 STRATEGIES = (SENSITIVITY, REPRESENTATIVES, STRATIFIED, PROTOTYPES, AUTO)
 SELECT_STRATEGIES = (*STRATEGIES, LOSS_AWARE)
 DEFAULT_K = 100
-# auto: the k = m representatives up to this many draws (docs/RESULTS.md), stratified above.
+
+# The rule of --strategy auto (docs/METHOD.md, "auto"). FROZEN on 2026-12-02, before any out-of-sample
+# evaluation (docs/RESULTS.md): change these only with a new out-of-sample measurement.
+#
+# Without a pilot auto plans representatives with k = m when k is not given (or equals m) and
+# m <= AUTO_REPRESENTATIVES_MAX_M, else stratified with the given k (or DEFAULT_K). After the fit it
+# keeps representatives only when each one stands for a large, structured cluster:
+#   n / m >= AUTO_MIN_ROWS_PER_REPRESENTATIVE   and   between-cluster share >= AUTO_MIN_EXPLAINED_SHARE
+# (the share of the embeddings' spread around their mean that the centers explain); otherwise it
+# draws stratified from the same k = m clusters. With --pilot-losses it picks, among the strategies
+# the fit allows, the one whose forecast RMSE of the mean loss is lowest.
+#
+# Largest budget measured to gain with representatives (RESULTS.md (c): +7 points at 100, +2 at 300,
+# level at 1,000 on Fashion-MNIST); k-means with k = m also gets costly beyond it.
 AUTO_REPRESENTATIVES_MAX_M = 1000
+# Rows per representative below which a representative is little more typical than a random row of
+# its small cluster: Fashion-MNIST gained at n / m = 600 and 200 and was level at 60.
+AUTO_MIN_ROWS_PER_REPRESENTATIVE = 50
+# Below this share the clusters describe hardly any structure (isotropic noise), so the most
+# central row stands for nothing in particular.
+AUTO_MIN_EXPLAINED_SHARE = 0.1
+AUTO_RULE_FROZEN = "2026-12-02"
 
 MODES = ("model-free", "loss-aware")
 ENGINES = ("auto", "driver", "executors", "mllib")

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from spark_sensitivity.settings.choices import (
+    AUTO,
     AUTO_REPRESENTATIVES_MAX_M,
     CLUSTERING,
     DEFAULT_K,
@@ -44,7 +45,8 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         flag="--catalog-option",
     )
     sample_size: int = setting(
-        help="m, the exact number of draws, with replacement; a row drawn c times appears once with count c",
+        help="m, the number of rows to pick: exact draws with replacement for sensitivity (a row drawn "
+        "c times appears once with count c), distinct rows for the other strategies",
         group=CLUSTERING,
         kind=int,
         low=1,
@@ -58,13 +60,16 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         "representatives; chosen by --strategy auto)",
     )
     strategy: str = setting(
-        SENSITIVITY,
-        "how rows are picked from the clusters: sensitivity (the paper's i.i.d. draws, unbiased), "
-        "representatives (the row nearest each center, k = sample size), stratified (a uniform subset "
-        "of each cluster, allocated by size), prototypes (per cluster the rows nearest the center, or "
-        "the farthest when the sample is at least half the table), loss-aware (the same as --mode "
-        f"loss-aware), auto (representatives up to {AUTO_REPRESENTATIVES_MAX_M} rows, stratified "
-        "above); see docs/METHOD.md",
+        AUTO,
+        "how rows are picked from the clusters. To train a model: auto (default; representatives, the "
+        f"row nearest each center with k = sample size, up to {AUTO_REPRESENTATIVES_MAX_M} rows when "
+        "each stands for a large, structured cluster, else stratified; with --pilot-losses the strategy "
+        "with the lowest forecast error; the run says what it chose and why). To estimate a mean or a "
+        "sum: sensitivity (the paper's i.i.d. draws with replacement, unbiased) or stratified (a "
+        "uniform subset of each cluster without replacement, allocated by size, unbiased). Also "
+        "representatives, prototypes (per cluster the rows nearest the center, or the farthest when "
+        "the sample is at least half the table) and loss-aware (the same as --mode loss-aware); see "
+        "docs/METHOD.md",
         group=CLUSTERING,
         choices=SELECT_STRATEGIES,
         param="strategy",
@@ -229,4 +234,6 @@ def param_settings() -> dict[str, Setting]:
         for declared in settings_of(config).values():
             if declared.param and declared.param not in found:
                 found[declared.param] = declared
+    # The select command defaults to auto; the pyspark.ml face keeps the paper's i.i.d. draws.
+    found["strategy"] = dataclasses.replace(found["strategy"], default=SENSITIVITY)
     return found

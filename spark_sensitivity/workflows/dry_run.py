@@ -8,6 +8,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from spark_sensitivity.core import strategies
 from spark_sensitivity.core.cluster import KMeansSettings, choose_engine, driver_heap_bytes, fit_fraction
 from spark_sensitivity.core.localkmeans import SCORE_BLOCK_ELEMENTS
 from spark_sensitivity.core.vectors import vector_values
@@ -15,6 +16,7 @@ from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.runs import resolve_output
 from spark_sensitivity.settings import ClusteringFields, SelectConfig, settings_of
+from spark_sensitivity.settings.choices import AUTO_MIN_EXPLAINED_SHARE, AUTO_MIN_ROWS_PER_REPRESENTATIVE
 from spark_sensitivity.workflows.select import read_selection_input, resolve_strategy
 
 # Each center's draws come mostly from its 1/n_j term, about m / (k + 1) of them; ten per cluster
@@ -28,8 +30,57 @@ def suggested_k(n: int, m: int) -> int:
     return max(1, min(m // _DRAWS_PER_CLUSTER, int(math.sqrt(n))))
 
 
+def auto_plan(k_given: int | None, n: int, m: int) -> str:
+    """What ``auto`` will do, from what the dry run knows (n, m, k); the clusters decide the rest."""
+    planned, k = strategies.resolve(strategies.AUTO, k_given, m)
+    if planned == strategies.STRATIFIED:
+        return (
+            f"auto will choose stratified with k = {k} because {strategies.planned_reason(k_given, m, k)} "
+            "(sensitivity instead should m be below the non-empty clusters)"
+        )
+    rows = n / m
+    if rows < AUTO_MIN_ROWS_PER_REPRESENTATIVE:
+        return (
+            f"auto will fit k = m = {k} clusters and choose stratified (one uniform row per cluster) "
+            f"because n / m = {rows:.1f} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per representative"
+        )
+    return (
+        f"auto will fit k = m = {k} clusters and choose representatives (n / m = {rows:.0f} >= "
+        f"{AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per representative) unless the fitted clusters explain "
+        f"less than {AUTO_MIN_EXPLAINED_SHARE:.0%} of the embeddings' spread, then stratified (one uniform "
+        "row per cluster); with --pilot-losses the one with the lowest forecast error"
+    )
+
+
+def _sample_stage(strategy: str, k: int, m: int) -> str:
+    if strategy in (strategies.SENSITIVITY, strategies.LOSS_AWARE):
+        return f"sample: Poisson candidates (about {m + 6 * math.sqrt(m) + 10:.0f}), keep exactly {m} draws"
+    if strategy == strategies.REPRESENTATIVES:
+        return f"sample: the row nearest each of the {k} centers (one aggregation), weight n_j"
+    return f"sample: {strategy}, m_j of the {m} rows per cluster (one window over the rows), weight n_j / m_j"
+
+
+def _suggested(strategy: str, n: int, k: int, m: int) -> dict[str, Any]:
+    fraction = fit_fraction(None, _POINTS_PER_CENTER, k, lambda: n)
+    if strategy == strategies.REPRESENTATIVES:
+        return {
+            "k": k,
+            "fit_fraction": fraction,
+            "why": "representatives keep one row per cluster, so k = m; k-means needs only a few hundred "
+            "rows per center to place it",
+        }
+    return {
+        "k": suggested_k(n, m),
+        "fit_fraction": fraction,
+        "why": "about m/(k+1) draws land in each cluster through its 1/n_j term: keep k <= m/10; "
+        "k-means needs only a few hundred rows per center to place it",
+    }
+
+
 def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
-    """The plan of a selection run: stages, sizes, estimated work and memory, suggestions."""
+    """The plan of a selection run: stages, sizes, estimated work and memory, suggestions; for
+    ``auto`` the strategy and k it plans and the rule that decides after the fit."""
+    requested, k_given = config.strategy, config.k
     config = resolve_strategy(resolve_output(config))
     df = read_selection_input(spark, config)
     n = df.count()  # Parquet answers from file footers
@@ -61,13 +112,16 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "d": d,
             "k": k,
             "m": m,
+            "strategy_requested": requested,
+            "strategy": config.strategy,
+            "auto_plan": auto_plan(k_given, n, m) if requested == strategies.AUTO else None,
             "stages": [
                 f"read: count {n} rows",
                 f"k-means: {where} on a {fraction:.4g} sample (about {fit_rows} rows, "
                 f"{fit_rows * d * 4 / 2**20:.0f} MiB as float32), "
                 f"at most {config.max_iter} iterations",
                 f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
-                f"sample: Poisson candidates (about {m + 6 * math.sqrt(m) + 10:.0f}), keep exactly {m} draws",
+                _sample_stage(config.strategy, k, m),
                 "write: subset/, clusters/, manifest.json to a staging folder, then publish by rename",
             ],
             "estimated_work": {
@@ -78,11 +132,6 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
                 else "skipped",
             },
             "estimated_memory_per_task_bytes": task_memory,
-            "suggested": {
-                "k": suggested_k(n, m),
-                "fit_fraction": fit_fraction(None, _POINTS_PER_CENTER, k, lambda: n),
-                "why": "about m/(k+1) draws land in each cluster through its 1/n_j term: keep k <= m/10; "
-                "k-means needs only a few hundred rows per center to place it",
-            },
+            "suggested": _suggested(config.strategy, n, k, m),
         }
     )

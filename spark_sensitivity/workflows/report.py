@@ -250,6 +250,7 @@ def _run_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     versions = manifest.get("versions", {})
     facts = [
         ("input", parameters.get("input")),
+        ("strategy", _strategy_fact(manifest)),
         ("seed", manifest.get("seed")),
         ("cost power z", parameters.get("z")),
         ("rows k-means was fitted on", fit.get("fit_rows")),
@@ -263,6 +264,16 @@ def _run_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("Spark version", versions.get("spark")),
     ]
     return [(label, str(value)) for label, value in facts if value is not None]
+
+
+def _strategy_fact(manifest: dict[str, Any]) -> str | None:
+    """'representatives, k = 400 (auto chose ... because ...)', or '..., as requested'."""
+    used = manifest.get("strategy_used", manifest.get("strategy"))
+    if used is None:
+        return None
+    text = f"{used}, k = {manifest.get('k_used', manifest.get('k'))}"
+    reason = manifest.get("auto_reason")
+    return f"{text} ({reason})" if reason else f"{text}, as requested"
 
 
 def _dedup_fact(dedup: dict[str, Any] | None) -> str | None:

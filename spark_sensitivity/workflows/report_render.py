@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spark_sensitivity.core.forecast import SCHEMES, describe
+from spark_sensitivity.core.forecast import describe
 
 FIGURE_SIZE = (8.0, 5.0)
 FIGURE_DPI = 100
@@ -280,15 +280,16 @@ def _forecast(facts: dict | None) -> list[str]:
     """The forecast's table (docs/FORECAST.md explains it), or nothing when the run made none."""
     if not facts:
         return []
-    rows = [
-        (f"forecast-{name}", name, line.partition(": ")[2])
-        for name, line in zip(SCHEMES, describe(facts), strict=True)
-    ]
+    rows = []
+    for line in describe(facts):
+        label, _, text = line.partition(": ")
+        rows.append((f"forecast-{label.split(' ')[0]}", label, text))
     return [
         "<h2>Forecast: error of the mean loss estimate</h2>",
         f"<p>Predicted RMSE of each scheme's estimate of the mean loss at m = {facts['m']:,}, relative to "
         f"the mean, with a 95 % bootstrap interval, from {facts['basis_rows']:,} {html.escape(facts['source'])} "
-        "rows.</p>",
+        f"rows. The subset written is {html.escape(str(facts.get('strategy', 'sensitivity')))} (marked "
+        "'written'); a deterministic subset's error is its bias, modelled from the pilot (docs/FORECAST.md).</p>",
         _table(rows),
     ]
 

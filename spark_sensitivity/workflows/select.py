@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity import settings
 from spark_sensitivity.core import strategies
+from spark_sensitivity.core.forecast_inputs import PilotRows
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.io.provenance import utc_timestamp, versions
@@ -36,7 +37,7 @@ from spark_sensitivity.ml.estimator import SensitivitySampler
 from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.settings import SelectConfig
 from spark_sensitivity.workflows import lossaware_select
-from spark_sensitivity.workflows.forecast import forecast_facts
+from spark_sensitivity.workflows.forecast import auto_choice, read_pilot, written_forecast
 
 if TYPE_CHECKING:
     from spark_sensitivity.io.iceberg import IcebergOutput
@@ -125,7 +126,7 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
         settings_from(config).validate()
     settings.check_settings(config)
     config = resolve_output(config)
-    requested_strategy = config.strategy
+    requested_strategy, requested_k = config.strategy, config.k
     config = resolve_strategy(config)
     if config.rep_losses is not None and config.mode != "loss-aware":
         raise ValueError("--rep-losses needs --mode loss-aware")
@@ -146,6 +147,7 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
         "mode": config.mode,
         "strategy": config.strategy,
         "strategy_requested": requested_strategy,
+        "k_requested": requested_k,
         "output": config.output,
     }
     return config, round1, facts
@@ -257,6 +259,29 @@ def fit(
     }
 
 
+def choose_strategy(
+    spark: SparkSession, config: SelectConfig, run: Facts, model: SensitivitySamplerModel
+) -> tuple[strategies.AutoChoice, PilotRows | None]:
+    """The strategy the model-free draw uses (``auto`` decided on the fitted clusters, and on the
+    pilot's forecasts with --pilot-losses), and the pilot rows (None without a pilot)."""
+    pilot = read_pilot(spark, config, model)
+    if run["strategy_requested"] != strategies.AUTO:
+        return strategies.AutoChoice(config.strategy, config.k, ""), pilot
+    choice = auto_choice(config, run["k_requested"], model, pilot)
+    log.info("stage choose: %s", choice.reason)
+    return choice, pilot
+
+
+def strategy_facts(choice: strategies.AutoChoice, requested: str) -> Facts:
+    """The manifest's record of the strategy and k the run used, and why when auto chose them."""
+    return {
+        "strategy": choice.strategy,
+        "strategy_used": choice.strategy,
+        "k_used": choice.k,
+        "auto_reason": choice.reason if requested == strategies.AUTO else None,
+    }
+
+
 def draw(
     spark: SparkSession,
     config: SelectConfig,
@@ -265,23 +290,33 @@ def draw(
     out: AtomicOutput,
     round1: str | None,
     cleanup: contextlib.ExitStack,
+    run: Facts,
 ) -> tuple[DataFrame, int, Facts]:
     """The m draws, model-free or loss-aware (round 2), cached; their distinct rows and facts."""
     tick = time.perf_counter()
+    pilot = None
     if config.mode == "loss-aware":
         subset, facts = lossaware_select.draw_round2(spark, config, model, df, out, round1)
+        facts.update(strategy_facts(strategies.AutoChoice(config.strategy, config.k, ""), ""))
     else:
+        choice, pilot = choose_strategy(spark, config, run, model)
+        model.set(model.strategy, choice.strategy)
         drop = (config.vector_col,) if config.drop_vector else ()
         subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
-        forecast = forecast_facts(spark, config, model)
-        facts = {"forecast": forecast} if forecast else {}
+        facts = strategy_facts(choice, run["strategy_requested"])
     # Counted, then written: without this the join with the input (a scan of all rows) runs twice.
     subset = subset.persist()
     cleanup.callback(subset.unpersist)
     drawn_rows = subset.count()
+    if pilot is not None:
+        facts["forecast"] = written_forecast(config, model, pilot, facts["strategy_used"], subset)
     sample_seconds = _seconds_since(tick)
     log.info(
-        "stage sample: %d draws on %d distinct rows, %.1f s", config.sample_size, drawn_rows, sample_seconds
+        "stage sample: %s, %d draws on %d distinct rows, %.1f s",
+        facts["strategy_used"],
+        model.lastSampleInfo.get("draws", config.sample_size),
+        drawn_rows,
+        sample_seconds,
     )
     return (
         subset,
@@ -366,7 +401,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
                 spark, config, job.output, model, df, fitted["n"], started
             )
             return job.manifest
-        subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup)
+        subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup, run)
         written, wrote = write_and_verify(spark, config, model, subset, drawn_rows, job.output, started)
         provenance = {"versions": versions(spark), "created": utc_timestamp()}
         job.manifest = redact(assemble(run, read, fitted, drawn, wrote, provenance))
