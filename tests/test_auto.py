@@ -181,3 +181,10 @@ def test_auto_with_a_pilot_writes_and_forecasts_the_strategy_it_chose(spark, tab
     page = (out / "report" / "index.html").read_text()
     assert f"{used}, k = 20 (auto chose {used} with k = 20" in page
     assert f"The subset written is {used}" in page
+
+
+def test_mode_loss_aware_needs_no_strategy_flag(spark, table, tmp_path):
+    out = tmp_path / "round1"
+    flags = ["--sample-size", "30", "--k", "5", "--mode", "loss-aware", "--quiet"]
+    assert main(["select", "--input", str(table), "--output", str(out), *flags]) == 0
+    assert len(pq.read_table(out / "representatives")) == 5

@@ -21,6 +21,7 @@ from spark_sensitivity.io.datasets import write_gaussian_mixture
 ROWS = 100_000
 SAMPLE_SIZE = 2000
 JOB_ARGS = ["--k", "12", "--sample-size", str(SAMPLE_SIZE), "--seed", "7", "--max-iter", "5"]
+JOB_ARGS += ["--strategy", "sensitivity"]  # the draws this test compares across executors
 JOB_ARGS += ["--spark-conf", "spark.ui.showConsoleProgress=false"]  # no progress bars in the logs
 # Small shuffles: the cluster has two 1-core executors.
 CONF = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "4"}

@@ -25,7 +25,7 @@ def test_identical_subset_for_1_and_16_input_partitions(spark, tmp_path):
     for name, source in (("a", "one"), ("b", "many"), ("c", "one")):
         config = SelectConfig(
             input=str(tmp_path / source), output=str(tmp_path / name), sample_size=500, k=10, seed=21,
-            fit_fraction=0.5,
+            fit_fraction=0.5, strategy="sensitivity",
         )  # fmt: skip
         run_select(spark, config)
         runs.append(_subset(tmp_path / name))

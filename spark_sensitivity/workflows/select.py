@@ -66,9 +66,10 @@ def input_paths(config: SelectConfig) -> dict[str, str | None]:
 
 def resolve_strategy(config: SelectConfig) -> SelectConfig:
     """The concrete strategy and k of a run: ``auto`` resolved, k filled in, and ``--strategy
-    loss-aware`` and ``--mode loss-aware`` made the same thing."""
+    loss-aware`` and ``--mode loss-aware`` made the same thing (``auto``, the default, follows the mode)."""
     loss_aware = config.mode == "loss-aware" or config.strategy == strategies.LOSS_AWARE
-    if config.mode == "loss-aware" and config.strategy not in (strategies.SENSITIVITY, strategies.LOSS_AWARE):
+    allowed = (strategies.SENSITIVITY, strategies.LOSS_AWARE, strategies.AUTO)
+    if config.mode == "loss-aware" and config.strategy not in allowed:
         raise ValueError(f"--mode loss-aware cannot be combined with --strategy {config.strategy}")
     requested = strategies.LOSS_AWARE if loss_aware else config.strategy
     strategy, k = strategies.resolve(requested, config.k, config.sample_size)
@@ -297,7 +298,8 @@ def draw(
     pilot = None
     if config.mode == "loss-aware":
         subset, facts = lossaware_select.draw_round2(spark, config, model, df, out, round1)
-        facts.update(strategy_facts(strategies.AutoChoice(config.strategy, config.k, ""), ""))
+        followed = strategies.AutoChoice(config.strategy, config.k, "auto follows --mode loss-aware")
+        facts.update(strategy_facts(followed, run["strategy_requested"]))
     else:
         choice, pilot = choose_strategy(spark, config, run, model)
         model.set(model.strategy, choice.strategy)
