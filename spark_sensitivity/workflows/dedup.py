@@ -31,6 +31,7 @@ from spark_sensitivity.core.dedup import (
 )
 from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
 from spark_sensitivity.core.vectors import parse_text_vectors
+from spark_sensitivity.io import progress
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.redaction import redact, redact_text
@@ -88,36 +89,26 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
     missing = [c for c in (id_col, vector_col) if c not in df.columns]
     if missing:
         raise ValueError(f"input has no column {missing[0]!r} (columns: {df.columns})")
+    spark = df.sparkSession
     started = time.perf_counter()
-    n_rows = check_ids(df, id_col, config.check_unique_ids)
+    with progress.stage(spark, "dedup: check ids"):
+        n_rows = check_ids(df, id_col, config.check_unique_ids)
     if n_rows == 0:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
     fraction = cluster.fit_fraction(config.fit_fraction, config.points_per_center, config.k, lambda: n_rows)
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fitFraction must be in (0, 1], got {fraction}")
-    unit = unit_rows(df, id_col, vector_col)
-    fit = cluster.fit_centers(cluster.fit_sample(unit, id_col, vector_col, fraction, config.seed), kmeans)
+    with progress.stage(spark, "dedup: k-means"):
+        unit = unit_rows(df, id_col, vector_col)
+        fit = cluster.fit_centers(cluster.fit_sample(unit, id_col, vector_col, fraction, config.seed), kmeans)
     fitted = time.perf_counter()
-
-    assigned = assign_neighbors(df, id_col, vector_col, fit.centers).persist(StorageLevel.MEMORY_AND_DISK)
-    grouped = assigned
-    try:
-        invalid, invalid_rows = _invalid_rows(assigned, id_col, vector_col, config.on_invalid)
-        dim = fit.centers.shape[1]
-        sizes = _sizes(assigned, cluster.CLUSTER_COL)
-        parts = split_plan(sizes, settings.max_cluster_rows)
-        if parts:
-            grouped = _split(assigned, config, fit.centers, sizes, parts, kmeans)
-        group_sizes = _sizes(grouped, GROUP_COL) if parts else sizes
-        with find_duplicates(grouped, id_col, vector_col, dim, settings) as found:
-            found.write.parquet(duplicates_path)
-    finally:
-        grouped.unpersist()
-        assigned.unpersist()
-    duplicates = df.sparkSession.read.parquet(duplicates_path)
-    info = summarize(duplicates, id_col)
+    with progress.stage(spark, "dedup: compare", rows=n_rows):
+        info = _find(df, config, settings, kmeans, fit.centers, duplicates_path)
+    duplicates = spark.read.parquet(duplicates_path)
+    info.update(summarize(duplicates, id_col))
+    invalid = info.pop("invalid")
     dropped = duplicates.select(id_col)
-    if invalid_rows:
+    if info["invalid_rows"]:
         dropped = dropped.unionByName(invalid.select(id_col))
     kept = df.join(dropped, on=id_col, how="left_anti")
     info.update(
@@ -126,16 +117,8 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
             "keep": settings.keep,
             "neighbors": settings.neighbors,
             "input_rows": n_rows,
-            "invalid_rows": invalid_rows,
-            "kept_rows": n_rows - invalid_rows - info["removed_rows"],
-            "max_cluster_rows": settings.max_cluster_rows,
-            "largest_cluster": max(sizes.values(), default=0),
-            "split_clusters": len(parts),
-            "groups": len(group_sizes),
-            "largest_group": max(group_sizes.values(), default=0),
-            # Within-group pairs, an upper bound of the comparisons (rows meet kept rows only).
-            "pairs_compared_at_most": sum(size * (size - 1) // 2 for size in group_sizes.values()),
-            "dimension": dim,
+            "kept_rows": n_rows - info["invalid_rows"] - info["removed_rows"],
+            "dimension": fit.centers.shape[1],
             "kmeans_fit": {
                 "fit_fraction": fraction,
                 "fit_rows": fit.fit_rows,
@@ -154,6 +137,44 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
         info["dedup_seconds"],
     )
     return kept, info
+
+
+def _find(
+    df: DataFrame,
+    config: Any,
+    settings: DedupSettings,
+    kmeans: cluster.KMeansSettings,
+    centers: np.ndarray,
+    duplicates_path: str,
+) -> dict[str, Any]:
+    """Assigns the rows, splits the giant clusters and writes the removed rows to ``duplicates_path``;
+    returns the group facts, the invalid rows' count and (as ``invalid``) those rows."""
+    id_col, vector_col = config.id_col, config.vector_col
+    assigned = assign_neighbors(df, id_col, vector_col, centers).persist(StorageLevel.MEMORY_AND_DISK)
+    grouped = assigned
+    try:
+        invalid, invalid_rows = _invalid_rows(assigned, id_col, vector_col, config.on_invalid)
+        sizes = _sizes(assigned, cluster.CLUSTER_COL)
+        parts = split_plan(sizes, settings.max_cluster_rows)
+        if parts:
+            grouped = _split(assigned, config, centers, sizes, parts, kmeans)
+        group_sizes = _sizes(grouped, GROUP_COL) if parts else sizes
+        with find_duplicates(grouped, id_col, vector_col, centers.shape[1], settings) as found:
+            found.write.parquet(duplicates_path)
+    finally:
+        grouped.unpersist()
+        assigned.unpersist()
+    return {
+        "invalid": invalid,
+        "invalid_rows": invalid_rows,
+        "max_cluster_rows": settings.max_cluster_rows,
+        "largest_cluster": max(sizes.values(), default=0),
+        "split_clusters": len(parts),
+        "groups": len(group_sizes),
+        "largest_group": max(group_sizes.values(), default=0),
+        # Within-group pairs, an upper bound of the comparisons (rows meet kept rows only).
+        "pairs_compared_at_most": sum(size * (size - 1) // 2 for size in group_sizes.values()),
+    }
 
 
 def _split(
@@ -237,7 +258,8 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
             read_input(spark, config.input, config.format, config.input_options), config.vector_col
         )
         kept, info = deduplicate(df, config, job.output.path("duplicates"))
-        kept.write.parquet(job.output.path("kept"))
+        with progress.stage(spark, "dedup: write kept rows", rows=info["kept_rows"]):
+            kept.write.parquet(job.output.path("kept"))
         job.manifest = redact(
             {
                 "run_id": config.run_id,
