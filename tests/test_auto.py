@@ -24,33 +24,43 @@ def _stats(k: int, rows_each: int = 30) -> ClusterStats:
 def test_the_rule_keeps_representatives_for_large_structured_clusters_only():
     # Fashion-MNIST-like: n = 60,000 with m = 100, 300 and 1,000 keeps representatives with k = m.
     for m in (100, 300, 1000):
-        choice = strategies.choose_auto(None, m, 60_000, _stats(m), 0.9)
+        choice = strategies.choose_auto(None, m, m, 60_000, _stats(m), 0.9)
         assert (choice.strategy, choice.k) == ("representatives", m)
         assert choice.reason.startswith(f"auto chose representatives with k = {m} because m = {m} <= 1000")
-    small = strategies.choose_auto(None, 100, 4_000, _stats(100), 0.9)  # n / m = 40
+    small = strategies.choose_auto(None, 100, 100, 4_000, _stats(100), 0.9)  # n / m = 40
     assert (small.strategy, small.k) == ("stratified", 100) and "n / m = 40.0 < 50" in small.reason
-    noise = strategies.choose_auto(None, 100, 60_000, _stats(100), 0.05)
+    noise = strategies.choose_auto(None, 100, 100, 60_000, _stats(100), 0.05)
     assert noise.strategy == "stratified" and "explain 5.0% < 10%" in noise.reason
-    above = strategies.choose_auto(None, 3000, 60_000, _stats(100), 0.9)
+    above = strategies.choose_auto(None, choices.DEFAULT_K, 3000, 60_000, _stats(100), 0.9)
     assert (above.strategy, above.k) == (
         "stratified",
         choices.DEFAULT_K,
     ) and "m = 3000 > 1000" in above.reason
-    given = strategies.choose_auto(50, 300, 60_000, _stats(50), 0.9)
+    given = strategies.choose_auto(50, 50, 300, 60_000, _stats(50), 0.9)
     assert (given.strategy, given.k) == ("stratified", 50) and "k = 50 was given" in given.reason
     # k given above m: stratified cannot give every non-empty cluster a row, sensitivity can draw.
-    wide = strategies.choose_auto(500, 300, 60_000, _stats(500), 0.9)
+    wide = strategies.choose_auto(500, 500, 300, 60_000, _stats(500), 0.9)
     assert wide.strategy == "sensitivity" and "below the 500 non-empty clusters" in wide.reason
+    tiny = strategies.choose_auto(None, choices.DEFAULT_K, 300, 200, _stats(100, 2), 0.9)
+    assert tiny.strategy == "sensitivity" and "m exceeds the 200 valid rows" in tiny.reason
+
+
+def test_the_plan_fits_k_equal_m_only_where_representatives_can_be_chosen():
+    assert strategies.plan_auto(None, 40, None) == ("representatives", 40)  # rows unknown: the budget's plan
+    assert strategies.plan_auto(None, 40, 2000) == ("representatives", 40)  # 50 rows per representative
+    assert strategies.plan_auto(None, 40, 1999) == ("stratified", choices.DEFAULT_K)
+    assert strategies.plan_auto(40, 40, 1999) == ("stratified", 40)  # the user's k = m stays
+    assert strategies.plan_auto(None, 2000, 10**9) == ("stratified", choices.DEFAULT_K)
 
 
 def test_with_forecasts_the_lowest_wins_and_unforecastable_ones_are_named():
     forecasts = {"sensitivity": 0.05, "stratified": 0.03, "representatives": 0.2}
-    choice = strategies.choose_auto(None, 100, 60_000, _stats(100), 0.9, forecasts)
+    choice = strategies.choose_auto(None, 100, 100, 60_000, _stats(100), 0.9, forecasts)
     assert choice.strategy == "stratified" and "stratified 3.00 %" in choice.reason
     forecasts = {"sensitivity": 0.05, "stratified": None, "representatives": 0.01}
-    choice = strategies.choose_auto(None, 100, 60_000, _stats(100), 0.9, forecasts)
+    choice = strategies.choose_auto(None, 100, 100, 60_000, _stats(100), 0.9, forecasts)
     assert choice.strategy == "representatives" and "stratified cannot be forecast" in choice.reason
-    none = strategies.choose_auto(None, 100, 60_000, _stats(100), 0.9, dict.fromkeys(forecasts))
+    none = strategies.choose_auto(None, 100, 100, 60_000, _stats(100), 0.9, dict.fromkeys(forecasts))
     assert none.strategy == "sensitivity"
 
 
@@ -148,8 +158,10 @@ def test_the_dry_run_describes_the_plan_auto_will_run(spark, table, capsys):
     assert plan["auto_plan"].startswith("auto will fit k = m = 20 clusters and choose representatives")
     assert "the row nearest each of the 20 centers" in plan["stages"][3]
     assert plan["suggested"]["k"] == 20
-    plan = _dry_run(table, capsys, "--sample-size", "100")  # n / m = 15
-    assert "choose stratified (one uniform row per cluster) because n / m = 15.0 < 50" in plan["auto_plan"]
+    plan = _dry_run(table, capsys, "--sample-size", "100")  # n / m = 15: k-means fits the default k
+    assert plan["strategy"] == "stratified" and plan["k"] == 100
+    assert plan["auto_plan"].startswith("auto will choose stratified with k = 100 because n = 1500 < 50 x m")
+    assert "stratified, m_j of the 100 rows per cluster" in plan["stages"][3]
     plan = _dry_run(table, capsys, "--sample-size", "100", "--strategy", "sensitivity", "--k", "5")
     assert plan["auto_plan"] is None and "Poisson candidates" in plan["stages"][3]
 

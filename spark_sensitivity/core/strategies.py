@@ -129,15 +129,34 @@ def explained_share(centers: np.ndarray, sizes: np.ndarray, within: float) -> fl
     return between / total if total > 0 else 0.0
 
 
-def planned_reason(k_given: int | None, m: int, k: int) -> str:
-    """Why auto's plan is not representatives (:func:`resolve`), as a clause."""
+def plan_auto(k_given: int | None, m: int, rows: int | None = None) -> tuple[str, int]:
+    """auto's plan before the fit: :func:`resolve`'s, except that a table known to hold fewer than
+    AUTO_MIN_ROWS_PER_REPRESENTATIVE * m ``rows`` gets the stratified plan (k given, or DEFAULT_K):
+    k-means then never fits k = m clusters the rule would not use, nor more clusters than rows."""
+    planned, k = resolve(AUTO, k_given, m)
+    if planned == REPRESENTATIVES and rows is not None and rows < AUTO_MIN_ROWS_PER_REPRESENTATIVE * m:
+        return STRATIFIED, DEFAULT_K if k_given is None else k_given
+    return planned, k
+
+
+def represents(k_given: int | None, k: int, m: int) -> bool:
+    """Whether a fit with k clusters was auto's representatives plan (k = m within the budget)."""
+    return k == m and m <= AUTO_REPRESENTATIVES_MAX_M and k_given in (None, m)
+
+
+def planned_reason(k_given: int | None, m: int, n: int) -> str:
+    """Why auto's plan is not representatives (:func:`plan_auto`), as a clause."""
     if k_given is not None and k_given != m:
         return f"k = {k_given} was given and differs from m = {m} (representatives need k = m)"
-    return f"m = {m} > {AUTO_REPRESENTATIVES_MAX_M}, the largest budget at which representatives were measured to gain"
+    if m > AUTO_REPRESENTATIVES_MAX_M:
+        return f"m = {m} > {AUTO_REPRESENTATIVES_MAX_M}, the largest budget at which representatives were measured to gain"
+    least = AUTO_MIN_ROWS_PER_REPRESENTATIVE * m
+    return f"n = {n} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} x m = {least} rows: too few rows per representative"
 
 
 def choose_auto(
     k_given: int | None,
+    k: int,
     m: int,
     n: int,
     stats: ClusterStats,
@@ -146,11 +165,11 @@ def choose_auto(
 ) -> AutoChoice:
     """The strategy ``auto`` draws with once the clusters are known (rule frozen in settings/choices.py).
 
-    ``k_given`` is the user's k (None: not given), ``n`` the valid rows, ``stats`` the fitted clusters,
-    ``share`` their :func:`explained_share`. ``forecasts`` (from a pilot) maps each candidate
+    ``k_given`` is the user's k (None: not given), ``k`` the fitted one (:func:`plan_auto`), ``n`` the
+    valid rows, ``stats`` the fitted clusters, ``share`` their :func:`explained_share`. ``forecasts`` (from a pilot) maps each candidate
     strategy to its forecast relative RMSE of the mean loss (None: cannot be forecast); the lowest wins.
     """
-    planned, k = resolve(AUTO, k_given, m)
+    planned = REPRESENTATIVES if represents(k_given, k, m) else STRATIFIED
     if forecasts is not None:
         return _by_forecast(planned, k, forecasts)
     if planned == REPRESENTATIVES:
@@ -172,7 +191,12 @@ def choose_auto(
             f"{AUTO_REPRESENTATIVES_MAX_M}, n / m = {rows:.0f} >= {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per "
             f"representative and the clusters explain {share:.0%} >= {AUTO_MIN_EXPLAINED_SHARE:.0%} of the spread",
         )  # fmt: skip
-    why = planned_reason(k_given, m, k)
+    why = planned_reason(k_given, m, n)
+    if m > n:
+        return AutoChoice(
+            SENSITIVITY, k, f"auto chose sensitivity with k = {k} because {why}, and m exceeds the {n} "
+            "valid rows: only draws with replacement can pick m",
+        )  # fmt: skip
     if m < stats.nonempty:
         return AutoChoice(
             SENSITIVITY, k, f"auto chose sensitivity with k = {k} because {why}, and m is below the "

@@ -19,12 +19,14 @@ DEFAULT_K = 100
 # The rule of --strategy auto (docs/METHOD.md, "auto"). FROZEN on 2026-12-02, before any out-of-sample
 # evaluation (docs/RESULTS.md): change these only with a new out-of-sample measurement.
 #
-# Without a pilot auto plans representatives with k = m when k is not given (or equals m) and
-# m <= AUTO_REPRESENTATIVES_MAX_M, else stratified with the given k (or DEFAULT_K). After the fit it
+# Before the fit auto plans representatives with k = m when k is not given (or equals m),
+# m <= AUTO_REPRESENTATIVES_MAX_M and the table has at least AUTO_MIN_ROWS_PER_REPRESENTATIVE * m
+# rows, else stratified with the given k (or DEFAULT_K). Without a pilot, after the fit it
 # keeps representatives only when each one stands for a large, structured cluster:
 #   n / m >= AUTO_MIN_ROWS_PER_REPRESENTATIVE   and   between-cluster share >= AUTO_MIN_EXPLAINED_SHARE
 # (the share of the embeddings' spread around their mean that the centers explain); otherwise it
-# draws stratified from the same k = m clusters. With --pilot-losses it picks, among the strategies
+# draws stratified from the same k = m clusters (sensitivity when m exceeds n or the non-empty
+# clusters). With --pilot-losses it picks, among the strategies
 # the fit allows, the one whose forecast RMSE of the mean loss is lowest.
 #
 # Largest budget measured to gain with representatives (RESULTS.md (c): +7 points at 100, +2 at 300,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -32,20 +33,14 @@ def suggested_k(n: int, m: int) -> int:
 
 def auto_plan(k_given: int | None, n: int, m: int) -> str:
     """What ``auto`` will do, from what the dry run knows (n, m, k); the clusters decide the rest."""
-    planned, k = strategies.resolve(strategies.AUTO, k_given, m)
+    planned, k = strategies.plan_auto(k_given, m, n)
     if planned == strategies.STRATIFIED:
         return (
-            f"auto will choose stratified with k = {k} because {strategies.planned_reason(k_given, m, k)} "
-            "(sensitivity instead should m be below the non-empty clusters)"
-        )
-    rows = n / m
-    if rows < AUTO_MIN_ROWS_PER_REPRESENTATIVE:
-        return (
-            f"auto will fit k = m = {k} clusters and choose stratified (one uniform row per cluster) "
-            f"because n / m = {rows:.1f} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per representative"
+            f"auto will choose stratified with k = {k} because {strategies.planned_reason(k_given, m, n)} "
+            "(sensitivity instead should m exceed n or the non-empty clusters)"
         )
     return (
-        f"auto will fit k = m = {k} clusters and choose representatives (n / m = {rows:.0f} >= "
+        f"auto will fit k = m = {k} clusters and choose representatives (n / m = {n / m:.0f} >= "
         f"{AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per representative) unless the fitted clusters explain "
         f"less than {AUTO_MIN_EXPLAINED_SHARE:.0%} of the embeddings' spread, then stratified (one uniform "
         "row per cluster); with --pilot-losses the one with the lowest forecast error"
@@ -87,6 +82,9 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     first = df.select(F.size(vector_values(df, config.vector_col)).alias("d")).where("d > 0").first()
     if first is None:
         raise ValueError(f"embedding column {config.vector_col!r} has no non-empty value")
+    if requested == strategies.AUTO and config.strategy == strategies.REPRESENTATIVES:
+        strategy, k = strategies.plan_auto(k_given, config.sample_size, n)
+        config = dataclasses.replace(config, strategy=strategy, k=k)
     d, k, m = int(first["d"]), config.k, config.sample_size
     fraction = fit_fraction(config.fit_fraction, config.points_per_center, k, lambda: n)
     fit_rows = int(n * fraction)

@@ -43,7 +43,7 @@ def auto_choice(
     within = forecast_inputs.within_squares(_scored(model), stats.total_cost, config.z)
     share = strategies.explained_share(model.clusterCenters(), stats.sizes, within)
     forecasts = None if pilot is None else _candidate_forecasts(config, k_given, model, pilot)
-    return strategies.choose_auto(k_given, config.sample_size, stats.n, stats, share, forecasts)
+    return strategies.choose_auto(k_given, config.k, config.sample_size, stats.n, stats, share, forecasts)
 
 
 def _candidate_forecasts(
@@ -52,12 +52,11 @@ def _candidate_forecasts(
     """Each candidate strategy's forecast relative RMSE: sensitivity and stratified, and the
     representatives when the plan fitted k = m (their bias modelled from the pilot)."""
     stats, m = model.clusterStats, config.sample_size
-    planned, _ = strategies.resolve(strategies.AUTO, k_given, m)
     fixed = None
-    if planned == strategies.REPRESENTATIVES:
+    if strategies.represents(k_given, config.k, m):
         fixed = forecast_inputs.representatives_costs(_scored(model), stats.sizes, stats.total_cost)
     result = forecast_inputs.forecast_from_rows(pilot, stats.sizes, m, config.seed, fixed)
-    names = [strategies.SENSITIVITY, strategies.STRATIFIED] + ([planned] if fixed else [])
+    names = [strategies.SENSITIVITY, strategies.STRATIFIED] + ([strategies.REPRESENTATIVES] if fixed else [])
     return {name: result.get(name).relative_rmse for name in names}
 
 

@@ -36,6 +36,7 @@ from spark_sensitivity.io.storage import (
 from spark_sensitivity.ml.estimator import SensitivitySampler
 from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.settings.choices import AUTO_MIN_ROWS_PER_REPRESENTATIVE
 from spark_sensitivity.workflows import lossaware_select
 from spark_sensitivity.workflows.forecast import auto_choice, read_pilot, written_forecast
 
@@ -224,6 +225,20 @@ def read_rows(
     return df, {**facts, "timings": {"read_seconds": read_seconds}}
 
 
+def size_auto_plan(config: SelectConfig, df: DataFrame, run: Facts) -> tuple[SelectConfig, Facts]:
+    """auto's plan checked against the table before the fit: one bounded count (at most
+    AUTO_MIN_ROWS_PER_REPRESENTATIVE * m rows read) tells whether k = m representatives can be chosen;
+    if not, k-means fits the stratified plan's k instead (``strategies.plan_auto``)."""
+    if run["strategy_requested"] != strategies.AUTO or config.strategy != strategies.REPRESENTATIVES:
+        return config, run
+    rows = df.limit(AUTO_MIN_ROWS_PER_REPRESENTATIVE * config.sample_size).count()
+    strategy, k = strategies.plan_auto(run["k_requested"], config.sample_size, rows)
+    if strategy == config.strategy:
+        return config, run
+    config = dataclasses.replace(config, strategy=strategy, k=k)
+    return config, {**run, "parameters": dataclasses.asdict(config), "k": k, "strategy": strategy}
+
+
 def fit(
     config: SelectConfig, df: DataFrame, cleanup: contextlib.ExitStack
 ) -> tuple[SensitivitySamplerModel, Facts]:
@@ -396,6 +411,7 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
         started = time.perf_counter()
         log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
         df, read = read_rows(spark, config, job.output, cleanup, started)
+        config, run = size_auto_plan(config, df, run)
         model, fitted = fit(config, df, cleanup)
         if config.mode == "loss-aware" and config.rep_losses is None:
             model.clustersFrame(spark).coalesce(1).write.parquet(job.output.path("clusters"))
