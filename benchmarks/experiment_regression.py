@@ -30,7 +30,7 @@ import numpy as np
 from experiment_common import FIGURES, markdown_table, replace_section, spark_session, write_table
 
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import baselines
+from spark_sensitivity.core import baselines, leverage
 from spark_sensitivity.workflows import evaluate
 
 LEVERAGE_A = "leverage scores of A (exact)"
@@ -104,18 +104,18 @@ def run_table(
     losses: dict[tuple[str, int], list[float]] = {}
     seconds: dict[str, float] = {}
 
-    baselines.gram_matrix(frame, "a", "id")  # warm-up: the first Python pass of a session starts workers
+    leverage.gram_matrix(frame, "a", "id")  # warm-up: the first Python pass of a session starts workers
     for column, method in (("a", LEVERAGE_A), ("ab", LEVERAGE_AB)):
         started = time.perf_counter()
-        leverage = baselines.leverage_scores(frame, "id", column).persist()
-        scorer = baselines.score_scorer(leverage, baselines.LEVERAGE_COL)
+        scores = leverage.leverage_scores(frame, "id", column).persist()
+        scorer = baselines.score_scorer(scores, leverage.LEVERAGE_COL)
         seconds[method] = time.perf_counter() - started
-        scored = baselines.scored_for_draws(leverage, "id", baselines.LEVERAGE_COL)
+        scored = baselines.scored_for_draws(scores, "id", leverage.LEVERAGE_COL)
         for m in sizes:
             picks = evaluate.repeated_draws(scored, scorer, m, seeds, "id")
             losses[method, m] = excess_losses(a, b, picks, seeds)
             picks.unpersist()
-        leverage.unpersist()
+        scores.unpersist()
     for m in sizes:
         picks = baselines.uniform_many(frame, "id", m, seeds, n)
         losses["uniform", m] = excess_losses(a, b, picks, seeds)
