@@ -108,8 +108,17 @@ def _summary(manifest: dict[str, Any]) -> str:
         f"embedded {manifest['embedded']} of {manifest['rows']} rows{skipped} into {manifest['dim']}-d "
         f"vectors with {manifest['parameters']['embedder']} in {seconds:.1f} s "
         f"({manifest['rows'] / max(seconds, 1e-9):.0f} rows/s)\n"
-        f"output: {manifest['output']} (id + {manifest['parameters']['vector_col']}, {MANIFEST})"
+        f"output: {manifest['output']} (id + {manifest['parameters']['vector_col']}{_kept(manifest)}, "
+        f"{MANIFEST})"
     )
+
+
+def _kept(manifest: dict[str, Any]) -> str:
+    """The copied columns, or that none were (a later select cannot show labels or texts without one)."""
+    kept = manifest["parameters"]["keep_cols"]
+    if kept:
+        return " + " + ", ".join(kept)
+    return "; no other input column was copied: add --keep-col NAME for labels or texts"
 
 
 def build_parser() -> argparse.ArgumentParser:

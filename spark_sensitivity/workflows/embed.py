@@ -13,6 +13,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from spark_sensitivity.embedders.stage import embed_frame
+from spark_sensitivity.io import progress
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.storage import read_input
@@ -79,9 +80,13 @@ def run_embed_job(spark: SparkSession, config: EmbedConfig) -> dict[str, Any]:
         )
         embedded = embedded.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = report.check()  # embeds every row once, into the cache
+            # The row count (no Python worker, Parquet answers from its footers) lets the stage
+            # report rows done, rows/s and time left while the model runs.
+            with progress.stage(spark, "embed", rows=df.count()):
+                counts = report.check()  # embeds every row once, into the cache
             embedded_at = time.perf_counter()
-            report.valid.select(config.id_col, config.vector_col, *kept).write.parquet(job.output.staging)
+            with progress.stage(spark, "write", rows=counts.embedded):
+                report.valid.select(config.id_col, config.vector_col, *kept).write.parquet(job.output.staging)
             written_at = time.perf_counter()
         finally:
             embedded.unpersist()
