@@ -59,6 +59,7 @@ def test_connect_and_classic_runs_give_the_same_subset(spark, tmp_path, engine):
     over_connect = json.loads((tmp_path / "connect" / "manifest.json").read_text())
     assert over_connect["kmeans_cost"] == pytest.approx(classic["kmeans_cost"], rel=1e-12)
     assert classic["kmeans_fit"]["kmeans_engine"] == over_connect["kmeans_fit"]["kmeans_engine"] == engine
+    assert (classic["versions"]["spark_connect"], over_connect["versions"]["spark_connect"]) == (False, True)
 
 
 def test_connect_output_is_refused_where_the_server_cannot_read_it(tmp_path):
