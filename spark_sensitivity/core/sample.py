@@ -36,6 +36,10 @@ HASH_COL = "__ss_row_hash"
 DRAW_INDEX_COL = "__ss_draw_index"
 DRAW_KEY_COL = "__ss_draw_key"
 MAX_ATTEMPTS = 8
+# The draw materialises about m candidate draws and keeps the m smallest keys in ONE task (a top-m
+# sort), so its memory grows with m whatever the number of rows: a larger m is refused before any
+# candidate is made, instead of ending a worker (measured in docs/SAFETY.md).
+MAX_DRAWS = 10_000_000
 # The drawn rows are joined back to the input by broadcasting them while they can be this many
 # (about 60 MB of ids, costs and weights): the input is then scanned once, not shuffled. More
 # draws than this take a shuffle join.
@@ -114,6 +118,17 @@ def candidates_frame(scored: DataFrame, scorer: Sensitivity, rate: float, attemp
     return scored.mapInArrow(emit, _candidate_schema(scored))
 
 
+def check_draws(m: int) -> None:
+    """Refuses an m the draw cannot serve: below 1, or above ``MAX_DRAWS`` (memory grows with m)."""
+    if m < 1:
+        raise ValueError(f"sample size must be at least 1, got {m}")
+    if m > MAX_DRAWS:
+        raise ValueError(
+            f"sample size {m} is above the limit of {MAX_DRAWS:,} draws: the draw holds about m "
+            "candidate draws in one task's memory, however few rows there are"
+        )
+
+
 def draw(scored: DataFrame, scorer: Sensitivity, m: int) -> Draws:
     """Draws exactly ``m`` rows i.i.d. with replacement with probability s_i / sum(s).
 
@@ -121,8 +136,7 @@ def draw(scored: DataFrame, scorer: Sensitivity, m: int) -> Draws:
     run's seed), ``cluster_id`` and ``cost``, plus any columns to carry (the id). It is scanned once
     per attempt, so persist it when it is expensive to recompute.
     """
-    if m < 1:
-        raise ValueError(f"sample size must be at least 1, got {m}")
+    check_draws(m)
     for attempt in range(MAX_ATTEMPTS):
         candidates = candidates_frame(scored, scorer, poisson_rate(m, attempt), attempt).persist()
         total = candidates.count()
