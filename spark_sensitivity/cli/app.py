@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from spark_sensitivity.cli.config_file import config_defaults, load_config_file
 from spark_sensitivity.cli.dedup import REQUIRED_DEDUP_FLAGS, add_dedup_command_arguments, run_dedup_command
@@ -14,7 +18,9 @@ from spark_sensitivity.cli.embed import add_embed_job_arguments, run_embed_comma
 from spark_sensitivity.cli.evaluate import add_evaluate_arguments, run_evaluate_command
 from spark_sensitivity.cli.refresh import REQUIRED_REFRESH_FLAGS, add_refresh_arguments, run_refresh_command
 from spark_sensitivity.cli.select import REQUIRED_SELECT_FLAGS, add_select_arguments, run_select_command
+from spark_sensitivity.io.publish import PUBLISHED
 from spark_sensitivity.io.redaction import redact_text
+from spark_sensitivity.io.session import InterruptHandler, run_log, runs_whole
 
 Command = tuple[str, str, str | None, Callable, Callable, tuple[str, ...]]
 # name, help, description, the function adding its flags, the function running it, required flags
@@ -126,38 +132,105 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        return args.run(args)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
+    if not verbose:  # py4j logs every connection it closes
+        logging.getLogger("py4j").setLevel(logging.WARNING)
+    with InterruptHandler() as interrupts:
+        published_before = len(PUBLISHED)
+        try:
+            code = args.run(args)
+        except BaseException as error:
+            failed = _failure_code(args, error, interrupts, PUBLISHED[published_before:])
+            if failed is None:
+                raise
+            return failed
+        return _interrupted_code(args, interrupts, PUBLISHED[published_before:]) or code
+
+
+@runs_whole
+def _failure_code(
+    args: argparse.Namespace, error: BaseException, interrupts: InterruptHandler, published: list[str]
+) -> int | None:
+    """The exit code of a failed command, its one line printed; None to let the error through."""
+    interrupts.disarm()
+    if isinstance(error, KeyboardInterrupt):  # raised by code other than ours: as a SIGINT
+        interrupts.signum = interrupts.signum or signal.SIGINT
+    if interrupts.signum is not None:  # whatever the error the interrupt caused (a cancelled job)
+        return _interrupted_code(args, interrupts, published)
+    if isinstance(error, OSError | ValueError):
+        run_log().unlink(missing_ok=True)  # kept only for a failure inside Spark
         print(f"error: {redact_text(str(error))}", file=sys.stderr)
-        return 2
-    except OSError as error:  # publishing failed; the message says the old output is unchanged
-        print(f"error: {redact_text(str(error))}", file=sys.stderr)
-        return 1
-    except Exception as error:
-        message = _spark_error_line(error)
-        if message is None or verbose:
-            raise
-        print(f"error: {redact_text(message)}", file=sys.stderr)
-        return 1
+        # An OSError other than these: publishing failed, and the message says the old output is unchanged.
+        return 2 if isinstance(error, ValueError | FileExistsError | FileNotFoundError) else 1
+    message = _spark_error_line(error) if isinstance(error, Exception) else None
+    if message is None or getattr(args, "verbose", False):
+        run_log().unlink(missing_ok=True)
+        return None
+    print(f"error: {redact_text(message)} (the full trace is in {_saved_trace(error)})", file=sys.stderr)
+    return 1
+
+
+def _saved_trace(error: BaseException) -> Path:
+    """The run's log file (Spark's own logs, when this command started the JVM) with the trace added."""
+    log = run_log()
+    with open(log, "a", encoding="utf-8") as stream:
+        stream.write(redact_text("".join(traceback.format_exception(error))))
+    return log
+
+
+@runs_whole
+def _interrupted_code(args: argparse.Namespace, interrupts: InterruptHandler, published: list[str]) -> int:
+    """For an interrupted command: its one line printed, and 128 + the signal's number; else 0."""
+    interrupts.disarm()
+    run_log().unlink(missing_ok=True)  # kept only for a failure inside Spark
+    if interrupts.signum is None:
+        return 0
+    output = getattr(args, "output", None)
+    if published:
+        line = f"interrupted; {', '.join(published)} was published, whole, before the interrupt"
+    elif output:
+        line = f"interrupted; nothing was published; {output} is unchanged"
+    else:
+        line = "interrupted; nothing was published"
+    print(redact_text(line), file=sys.stderr)
+    return 128 + interrupts.signum
+
+
+# Spark's FAILED_READ_FILE error names the file a task could not read; its cause says why.
+READ_FILE = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
 
 
 def _spark_error_line(error: Exception) -> str | None:
     """One line for an error raised inside Spark (unreadable or corrupt input, missing table), else None.
 
-    For a failed job that is the innermost Java cause, which names the file or row at fault.
+    For a failed job that is the innermost Java cause, which says what went wrong, after the file it
+    happened in when Spark names one (a corrupt or truncated Parquet file).
     """
+    chain = _error_chain(error)
+    if chain is None:
+        return None
+    for line in chain:
+        read = READ_FILE.search(line)
+        if read and line != chain[-1]:
+            return f"cannot read the input file {read.group(1)}: {chain[-1]}"
+    return chain[-1]
+
+
+def _error_chain(error: Exception) -> list[str] | None:
+    """The first line of the error and of each of its causes, outermost first; None when the error
+    does not come from Spark."""
     from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
     if isinstance(error, Py4JJavaError):
-        cause = error.java_exception
-        while cause.getCause() is not None:
+        chain, cause = [], error.java_exception
+        while cause is not None:
+            chain.append((str(cause.toString()).strip().splitlines() or [""])[0])
             cause = cause.getCause()
-        return str(cause.toString()).strip().splitlines()[0]
+        return chain
     if isinstance(error, PySparkException):
-        text = str(error).strip()
-        return text.splitlines()[0] if text else type(error).__name__
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        # Over Spark Connect, the server's causes come as "Caused by:" lines of the message.
+        return [lines[0], *(line.split(":", 1)[1].strip() for line in lines if line.startswith("Caused by:"))]
     return None
 
 

@@ -17,6 +17,9 @@ place at the end. What this module guarantees (tests/test_safety.py checks each 
 - Staging folders, moved-aside old outputs and locks carry their owner (host and process id) in
   their name or content. A later run removes those of dead owners; if a run died between moving the
   old output aside and moving the new one in, the next run puts the old output back first.
+- An interrupt (SIGINT, SIGTERM) never cuts publishing short: the checks, the swap and the clean-up
+  run whole. Before the staging folder is removed, Spark's running jobs are cancelled and waited for,
+  so no task can re-create it.
 - Object stores (S3, GCS, ABFS) have no atomic rename: there the move is a copy, the old marker is
   removed before anything else, and ``_PUBLISHED`` is written last. Readers must treat a folder
   without ``_PUBLISHED`` as incomplete (the table formats with commits, Delta, need no marker).
@@ -40,8 +43,17 @@ from pyspark.sql import SparkSession
 from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.io.files import Files, files_for, glob_escape
 from spark_sensitivity.io.provenance import utc_timestamp
+from spark_sensitivity.io.session import runs_whole, stop_spark_work
 
-__all__ = ["AtomicOutput", "Publication", "PublishError", "check_not_input", "glob_escape", "publishing"]
+__all__ = [
+    "PUBLISHED",
+    "AtomicOutput",
+    "Publication",
+    "PublishError",
+    "check_not_input",
+    "glob_escape",
+    "publishing",
+]
 
 MARKER = "_PUBLISHED"
 # Earlier versions wrote no marker: their manifests (select, embed, evaluate) identify them.
@@ -50,6 +62,8 @@ LEGACY_MARKERS = ("manifest.json", "_manifest.json", "evaluation.json")
 STALE_SECONDS = 24 * 3600
 LOCK_WAIT_SECONDS = 60.0
 UNREADABLE_LOCK_SECONDS = 10.0
+# The destinations this process published, in order: what an interrupted command reports.
+PUBLISHED: list[str] = []
 
 
 class PublishError(OSError):
@@ -173,6 +187,7 @@ class AtomicOutput:
         """:meth:`path` escaped for Spark's readers, which treat [, {, * and ? as a pattern."""
         return glob_escape(self.path(relative))
 
+    @runs_whole
     def check_destination(self) -> None:
         """Fails before any work when publishing could not or must not happen; tidies dead runs."""
         check_not_input(self._files, self.destination, self.inputs)
@@ -203,6 +218,12 @@ class AtomicOutput:
     def _check_replaceable(self) -> None:
         if not self._files.exists(self.destination):
             return
+        target = self._files.link_target(self.destination)
+        if target is not None:
+            raise FileExistsError(
+                f"output {self.destination} is a symbolic link (to {target}); refusing to publish through "
+                "it: give the folder itself as --output"
+            )
         if not self._files.is_dir(self.destination):
             raise FileExistsError(
                 f"output {self.destination} is a file, not a folder written by spark-sensitivity; "
@@ -226,6 +247,7 @@ class AtomicOutput:
     def write_json(self, relative: str, value: Any) -> None:
         self.write_text(relative, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
+    @runs_whole
     def publish(self) -> None:
         """Moves the staging folder into place, replacing an earlier output only when allowed."""
         files = self._files
@@ -255,6 +277,7 @@ class AtomicOutput:
                 # Should this fail, the next run removes the leftover as a dead run's.
                 with contextlib.suppress(OSError):
                     files.delete(self._replaced)
+        PUBLISHED.append(self.destination)
 
     def _rename(self, src: str, dst: str, what: str) -> None:
         try:
@@ -275,6 +298,7 @@ class AtomicOutput:
                 f"whole at {self._replaced} ({error.strerror or error})"
             ) from error
 
+    @runs_whole
     def abort(self) -> None:
         """Removes the staging folder; the destination is untouched."""
         if self._files.exists(self.staging):
@@ -320,6 +344,7 @@ class Publication:
 
 
 @contextlib.contextmanager
+@runs_whole
 def publishing(
     spark: SparkSession | None,
     destination: str,
@@ -329,7 +354,9 @@ def publishing(
     manifest_name: str = "manifest.json",
 ) -> Iterator[Publication]:
     """Checks ``destination`` before any work, then publishes what the block staged plus its manifest,
-    whole; on any exception, undoes the registered steps (in order) and removes the staging folder."""
+    whole; on any exception, undoes the registered steps (in order) and removes the staging folder.
+    Spark's running jobs are waited for first (cancelled first on an interrupt). An interrupt never
+    stops this function's own steps half-way (the block it runs can be)."""
     out = AtomicOutput(spark, destination, overwrite, inputs=inputs)
     out.check_destination()
     publication = Publication(out)
@@ -339,7 +366,9 @@ def publishing(
             raise PublishError(f"internal error: no manifest was made for {destination}")
         out.write_json(manifest_name, publication.manifest)
         out.publish()
-    except BaseException:
+    except BaseException as error:
+        # A task of a failed or cancelled job may still be writing into staging: wait for it.
+        stop_spark_work(spark, cancel=not isinstance(error, Exception))
         for undo in publication.undo:
             undo()
         out.abort()

@@ -1,13 +1,27 @@
-"""The Spark session a command runs in: classic (a JVM in this process) or Spark Connect."""
+"""The Spark session a command runs in (classic: a JVM in this process, or Spark Connect), and what
+happens to its work when the command is interrupted."""
 
 from __future__ import annotations
 
+import _thread
+import contextlib
+import functools
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any, TypeVar
 
 from pyspark.sql import SparkSession, is_remote
+
+from spark_sensitivity.core.runtime import has_jvm
+
+PROGRESS_BARS = "spark.ui.showConsoleProgress"
 
 
 def spark_session(
@@ -27,46 +41,235 @@ def spark_session(
     remote = remote or os.environ.get("SPARK_REMOTE")
     if not remote and is_remote():
         # A Connect environment set up by the platform (Databricks serverless, shared clusters).
-        return SparkSession.builder.appName(app_name).getOrCreate()
+        return _started(SparkSession.builder.appName(app_name))
     if remote:
-        _quiet_jvm_logs(quiet and remote.startswith("local"))
+        local = remote.startswith("local")
+        _jvm_logs_to_file(local and not verbose)
+        if quiet and local:  # the server's JVM starts here: without progress bars (see below)
+            from pyspark import SparkContext
+
+            SparkContext._ensure_initialized(conf=_no_progress_bars())
         builder = SparkSession.builder.remote(remote).appName(app_name)
         for key, value in conf:
             builder = builder.config(key, value)
-        return builder.getOrCreate()
+        return _started(builder)
 
     from pyspark import SparkConf, SparkContext
 
     # Under spark-submit, --master and --conf values are JVM system properties; SparkConf sees them
     # only once the gateway is up. Defaults never override them.
-    quiet_jvm = quiet and SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
-    _quiet_jvm_logs(quiet_jvm)
-    SparkContext._ensure_initialized()
+    launching = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    _jvm_logs_to_file(launching and not verbose)
+    # pyspark launches its JVM as a shell ("pyspark-shell"), and spark-submit turns progress bars on
+    # for shells unless the launch itself says otherwise: a --conf at launch, not the builder, decides.
+    SparkContext._ensure_initialized(conf=_no_progress_bars() if quiet and launching else None)
     submitted = SparkConf()
     defaults = {
         "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
-        "spark.ui.showConsoleProgress": str(not quiet).lower(),
+        PROGRESS_BARS: str(not quiet).lower(),
         "spark.master": os.environ.get("SPARK_MASTER", "local[*]"),
     }
     builder = SparkSession.builder
     # spark-submit's --name wins; without one it names the application after the script: ours instead.
     if submitted.get("spark.app.name", os.path.basename(sys.argv[0])) == os.path.basename(sys.argv[0]):
         builder = builder.appName(app_name)
-    if quiet_jvm:
-        del defaults["spark.log.level"]  # the quiet configuration has set it, without a message
+    if launching and not verbose:
+        del defaults["spark.log.level"]  # the log file's configuration has set it, without a message
     for key, value in defaults.items():
         if not submitted.contains(key):
             builder = builder.config(key, value)
     for key, value in conf:
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    return _started(builder)
 
 
-def _quiet_jvm_logs(quiet: bool) -> None:
-    """No start-up banner either: the JVM this process starts reads a quiet log4j2 configuration."""
-    if not quiet:
-        return
-    quiet_logs = Path(__file__).with_name("log4j2-quiet.properties")
+def _no_progress_bars() -> Any:
+    from pyspark import SparkConf
+
+    return SparkConf(loadDefaults=False).set(PROGRESS_BARS, "false")
+
+
+def _started(builder: SparkSession.Builder) -> SparkSession:
+    """The builder's session. Starting a SparkContext installs pyspark's own SIGINT handler, which
+    calls into the JVM from inside the signal handler: the command's handler is kept instead."""
+    on_main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if on_main else None
+    session = builder.getOrCreate()
+    if handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+        signal.signal(signal.SIGINT, handler)
+    _sessions.append(session)
+    return session
+
+
+@functools.cache
+def run_log() -> Path:
+    """Where this process's command keeps Spark's logs and, should it fail inside Spark, the full
+    trace: a file in the system's temp folder, kept only then (the error line names it)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return Path(tempfile.gettempdir()) / f"spark-sensitivity-{stamp}-{os.getpid()}.log"
+
+
+def _jvm_logs_to_file(own_jvm: bool) -> None:
+    """Without --verbose, the JVM this process starts logs to :func:`run_log` and not to the console:
+    a failed task's stack traces would otherwise fill the screen. No start-up banner either."""
     opts = os.environ.get("SPARK_SUBMIT_OPTS", "")
-    if "log4j2.configurationFile" not in opts:
-        os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} -Dlog4j2.configurationFile={quiet_logs}".strip()
+    if not own_jvm or "log4j2.configurationFile" in opts:
+        return
+    config = Path(__file__).with_name("log4j2-quiet.properties")
+    log = f"-Dlog4j2.configurationFile={config} -Dspark_sensitivity.log={run_log()}"
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} {log}".strip()
+
+
+# Interrupts. A signal handler runs in the main thread between two Python instructions, possibly in
+# the middle of a call into Spark (a py4j socket read, a gRPC stream) or of publishing's renames:
+# raising there would abandon a Spark job that may still write into the staging folder, or leave an
+# output half moved. So the handler raises only outside both; otherwise it cancels Spark's work from
+# another thread and has the interrupt delivered again once the main thread is back in plain Python.
+
+# Frames of these modules mean the main thread is waiting on Spark (the JVM, or a Connect server).
+SPARK_CALL_MODULES = ("py4j.", "grpc.", "pyspark.sql.connect.client.")
+IDLE_WAIT_SECONDS = 120.0
+_WHOLE: set[CodeType] = set()
+_sessions: list[SparkSession] = []
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+class Interrupted(BaseException):
+    """The command got SIGINT or SIGTERM (a BaseException, as KeyboardInterrupt is)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal ended."""
+        return 128 + self.signum
+
+
+def runs_whole(function: Function) -> Function:
+    """Marks ``function`` as one an interrupt never cuts short: raised after it returns instead."""
+    _WHOLE.add(function.__code__)
+    return function
+
+
+def _must_not_raise(frame: FrameType | None) -> tuple[bool, bool]:
+    """Whether ``frame``'s stack is inside a Spark call, and whether inside a ``runs_whole`` function."""
+    in_spark = whole = False
+    while frame is not None:
+        in_spark = in_spark or frame.f_globals.get("__name__", "").startswith(SPARK_CALL_MODULES)
+        whole = whole or frame.f_code in _WHOLE
+        frame = frame.f_back
+    return in_spark, whole
+
+
+def stop_spark_work(spark: SparkSession | None = None, cancel: bool = True) -> None:
+    """Cancels (when ``cancel``) every running Spark job of ``spark``, else of the sessions the
+    commands started, and waits until no job or task of this process's JVM runs: a task whose job
+    failed or was cancelled may still be committing its files, which must not land in a folder after
+    it was removed."""
+    for session in ([spark] if spark is not None else list(_sessions)) if cancel else []:
+        # The JVM or the server may be gone already: then nothing of it runs.
+        with contextlib.suppress(Exception):
+            session.sparkContext.cancelAllJobs() if has_jvm(session) else session.interruptAll()
+    from pyspark import SparkContext
+
+    context = SparkContext._active_spark_context  # classic, or the server behind --remote local[n]
+    if context is not None:
+        _wait_until_idle(context)
+
+
+def _wait_until_idle(context: Any) -> None:
+    deadline = time.monotonic() + IDLE_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            jobs = len(context._jsc.sc().statusTracker().getActiveJobIds())
+            busy = jobs or _running_tasks(context) or _connect_operations(context)
+        except Exception:  # the JVM is ending (SIGTERM to the whole group): wait for its exit
+            process = getattr(context._gateway, "proc", None)
+            with contextlib.suppress(Exception):
+                process.wait(max(0.0, deadline - time.monotonic()))
+            return
+        if not busy:
+            return
+        time.sleep(0.1)
+
+
+def _connect_operations(context: Any) -> int:
+    """Operations the Spark Connect server in this process still executes. An interrupted one ends
+    its call at once, but its thread may still be committing a write."""
+    threads = context._jvm.java.lang.Thread.getAllStackTraces().keySet().iterator()
+    running = 0
+    while threads.hasNext():
+        running += str(threads.next().getName()).startswith("SparkConnectExecuteThread")
+    return running
+
+
+def _running_tasks(context: Any) -> int:
+    """Tasks launched and not yet reported ended, as the task scheduler itself counts them: the
+    status tracker learns of a task's start through the listener bus, possibly late."""
+    counts = context._jsc.sc().taskScheduler().runningTasksByExecutors().valuesIterator()
+    running = 0
+    while counts.hasNext():
+        running += counts.next()
+    return running
+
+
+class InterruptHandler:
+    """SIGINT and SIGTERM while a command runs: :class:`Interrupted` raised at a safe point.
+
+    A context manager; it installs the handlers and restores the previous ones. ``signum`` is the
+    first signal received (None without one); a second signal raises even inside a Spark call.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._count = 0  # signals received; deliveries by the canceller are not counted
+        self._redelivered = 0
+        self._raised = False
+        self._canceller: threading.Thread | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> InterruptHandler:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disarm()
+        if self._canceller is not None:
+            self._canceller.join(IDLE_WAIT_SECONDS)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    def disarm(self) -> None:
+        """No more raising: the command is reporting how it ended."""
+        self._raised = True
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = self.signum or signum
+        if self._redelivered:
+            self._redelivered -= 1
+        else:
+            self._count += 1
+        if self._raised:
+            return
+        in_spark, whole = _must_not_raise(frame)
+        if whole or (in_spark and self._count == 1):
+            if self._canceller is None:
+                self._canceller = threading.Thread(target=self._cancel_until_raised, daemon=True)
+                self._canceller.start()
+            return
+        self._raised = True
+        raise Interrupted(self.signum)
+
+    def _cancel_until_raised(self) -> None:
+        main = threading.main_thread().ident
+        while not self._raised:
+            stop_spark_work()
+            in_spark, whole = _must_not_raise(sys._current_frames().get(main))
+            if not in_spark and not whole and not self._raised:
+                self._redelivered += 1
+                _thread.interrupt_main(self.signum)
+            time.sleep(0.1)
