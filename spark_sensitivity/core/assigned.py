@@ -46,9 +46,15 @@ def _null_ids(id_col: str, count: int) -> ValueError:
 
 
 def check_rows(
-    assigned: DataFrame, found: score.StatsPass, id_col: str, vector_col: str, policy: str
+    assigned: DataFrame,
+    found: score.StatsPass,
+    id_col: str,
+    vector_col: str,
+    policy: str,
+    dim: int,
 ) -> None:
-    """Fails on invalid embeddings unless the policy is 'skip'."""
+    """Fails on invalid embeddings unless the policy is 'skip'; the message names the length ``dim``
+    every embedding must have (the centers')."""
     if found.invalid_vectors and policy == "fail":
         examples = [
             str(row[0])
@@ -56,7 +62,8 @@ def check_rows(
         ]
         raise ValueError(
             f"embedding column {vector_col!r} has {found.invalid_vectors} rows that are null, of the "
-            f"wrong length or not finite (e.g. ids {', '.join(examples)}); fix them, or skip them with --on-invalid skip (onInvalid='skip')"
+            f"wrong length or not finite (e.g. ids {', '.join(examples)}); each must hold {dim} finite "
+            "numbers, as the centers do; fix them, or skip them with --on-invalid skip (onInvalid='skip')"
         )
 
 
@@ -98,7 +105,7 @@ def assign_rows(
     ).persist()
     found = score.cluster_stats(cache, len(centers))
     try:
-        check_rows(cache, found, id_col, vector_col, on_invalid)
+        check_rows(cache, found, id_col, vector_col, on_invalid, centers.shape[1])
     except ValueError:
         cache.unpersist()
         raise

@@ -148,8 +148,8 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
         dim, rows = _most_common_length(sample)
         if rows < settings.k:
             raise ValueError(
-                f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; "
-                "lower --k or raise --fit-fraction"
+                f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; lower --k "
+                f"to at most {rows} (a --fit-fraction below 1 can also be raised, up to the valid rows)"
             )
         sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
         origin = _sample_origin(sample_of_dim, dim)

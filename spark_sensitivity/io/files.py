@@ -34,6 +34,7 @@ class Files(Protocol):
     def qualify(self, path: str) -> str: ...
     def exists(self, path: str) -> bool: ...
     def is_dir(self, path: str) -> bool: ...
+    def link_target(self, path: str) -> str | None: ...
     def children(self, path: str) -> list[str]: ...
     def age_seconds(self, path: str) -> float: ...
     def rename(self, src: str, dst: str) -> None: ...
@@ -59,6 +60,9 @@ class LocalFiles:
 
     def is_dir(self, path: str) -> bool:
         return os.path.isdir(path) and not os.path.islink(path)
+
+    def link_target(self, path: str) -> str | None:
+        return os.readlink(path) if os.path.islink(path) else None
 
     def children(self, path: str) -> list[str]:
         try:
@@ -87,7 +91,7 @@ class LocalFiles:
             os.unlink(path)
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_folder(os.path.dirname(path))
         with open(path, "wb") as stream:
             stream.write(data)
 
@@ -96,7 +100,7 @@ class LocalFiles:
             return stream.read()
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _make_folder(os.path.dirname(path))
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -104,6 +108,20 @@ class LocalFiles:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
         return True
+
+
+def _make_folder(folder: str) -> None:
+    """``os.makedirs``, with one line naming the file that stands where a folder must be."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        path = os.path.abspath(folder)
+        while path != os.path.dirname(path):
+            if os.path.lexists(path) and not os.path.isdir(path):
+                where = "" if path == os.path.abspath(folder) else f"cannot create the folder {folder}: "
+                raise FileExistsError(f"{where}{path} is a file, not a folder") from None
+            path = os.path.dirname(path)
+        raise
 
 
 class HadoopFiles:
@@ -123,6 +141,13 @@ class HadoopFiles:
 
     def is_dir(self, path: str) -> bool:
         return self.exists(path) and bool(self._fs.getFileStatus(self._Path(path)).isDirectory())
+
+    def link_target(self, path: str) -> str | None:
+        try:
+            status = self._fs.getFileLinkStatus(self._Path(path))
+            return str(status.getSymlink().toString()) if status.isSymlink() else None
+        except Exception:  # no such path, or a file system without links
+            return None
 
     def children(self, path: str) -> list[str]:
         if not self.exists(path):

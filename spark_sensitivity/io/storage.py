@@ -44,9 +44,20 @@ def read_input(
     except AnalysisException as error:
         if error.getCondition() == "UNABLE_TO_INFER_SCHEMA":
             raise ValueError(
-                f"input {source} holds no {fmt} data files (only empty or hidden files such as _SUCCESS)"
+                f"input {source} holds no {fmt} data files ({_why_no_files(options)})"
             ) from error
         raise
+
+
+# Reader options that leave files out: when nothing is left, they are the likely reason.
+FILE_FILTERS = ("pathglobfilter", "modifiedbefore", "modifiedafter")
+
+
+def _why_no_files(options: dict[str, str]) -> str:
+    filters = [f"{key}={value}" for key, value in options.items() if key.lower() in FILE_FILTERS]
+    if filters:
+        return "none passes --input-option " + " and ".join(filters)
+    return "only empty or hidden files such as _SUCCESS"
 
 
 def _folder_format(fmt: str) -> str:
