@@ -232,6 +232,8 @@ class InterruptHandler:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> InterruptHandler:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
