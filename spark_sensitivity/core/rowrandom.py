@@ -26,6 +26,7 @@ STREAM_STRATIFIED = 5  # the stratified strategy's subsets and the prototypes' t
 STREAM_REPORT_SAMPLE = 6  # the points the report plots
 STREAM_DEDUP_SPLIT = 7  # the rows a giant cluster's second-level k-means is fitted on (core.dedup)
 STREAM_EMBED_FIT = 11  # the rows an embedder is fitted on (embedders.stage)
+STREAM_EVAL_TEST = 12  # the held-out rows of evaluate --label-col (the same for every seed)
 # A retry of the draws uses fresh streams: the draw streams plus attempt * DRAW_RETRY_STRIDE.
 DRAW_RETRY_STRIDE = 1 << 8
 STREAMS = {
@@ -37,6 +38,7 @@ STREAMS = {
     "report_sample": STREAM_REPORT_SAMPLE,
     "dedup_split": STREAM_DEDUP_SPLIT,
     "embed_fit": STREAM_EMBED_FIT,
+    "eval_test": STREAM_EVAL_TEST,
 }
 
 _MASK53 = (1 << 53) - 1
