@@ -13,6 +13,7 @@ from pyiceberg.catalog.sql import SqlCatalog
 from spark_sensitivity.io.redaction import MASK, redact, redact_text
 
 # Passwords holding the characters a userinfo pattern tends to stop at: / + @ : %
+CLI = "import sys; from spark_sensitivity.cli import main; sys.exit(main(sys.argv[1:]))"
 SECRETS = ["S3c/retPW", "pW+7@q:z%2Fk", "a@b@c", "x:y/z+w%40v", "tr4il/"]
 
 
@@ -68,7 +69,7 @@ def test_a_run_writes_no_secret_anywhere(tmp_path):
     catalog = {"uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/warehouse"}
     SqlCatalog("default", **catalog)  # creates the catalog's database
     options = [f"opt{i}=postgresql://alice:{secret}@db/x" for i, secret in enumerate(SECRETS)]
-    command = [sys.executable, "-m", "spark_sensitivity.cli.app", "select", "--input", str(tmp_path / "input"),
+    command = [sys.executable, "-c", CLI, "select", "--input", str(tmp_path / "input"),
                "--k", "3", "--sample-size", "50", "--output", str(tmp_path / "out"), "--report",
                "--output-format", "iceberg", "--output-table", "sel.subset",
                *[f for o in options for f in ("--input-option", o)],

@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,8 @@ from conftest import blobs
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler, SensitivitySamplerModel
+from spark_sensitivity.cli import main
+from spark_sensitivity.cli.app import parse_args
 from spark_sensitivity.core.score import ClusterStats
 from spark_sensitivity.io.delta import delta_version, read_delta, write_delta
 from spark_sensitivity.workflows.refresh import (
@@ -215,3 +220,148 @@ def test_reused_ids_and_missing_columns_are_rejected(spark, tmp_path, saved, poi
     with pytest.raises(ValueError, match="the new rows have no column 'note'"):
         run_refresh(spark, new_input=str(tmp_path / "no_note"), **common)
     assert not (tmp_path / "out").exists()
+
+
+# The command line as its console script runs it.
+CLI = "import sys; from spark_sensitivity.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def cli(cwd, *argv):
+    """The command line in a process of its own, started in ``cwd`` (its JVM resolves paths there)."""
+    command = [sys.executable, "-c", CLI, *argv, "--quiet"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def relative_run(spark, tmp_path_factory, points):
+    """A select run given relative paths in one folder; a refresh later runs from another."""
+    root = tmp_path_factory.mktemp("lineage")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    frame(spark, points[:OLD], 0).write.parquet(str(root / "in1"))
+    run = cli(
+        root / "a", "select", "--input", "../in1", "--k", "4", "--sample-size", "100", "--output", "out"
+    )
+    assert run.returncode == 0, run.stderr
+    return root
+
+
+def test_refresh_from_another_folder_checks_the_inputs_select_read(spark, relative_run, points):
+    root = relative_run
+    manifest = json.loads((root / "a" / "out" / "manifest.json").read_text())
+    assert manifest["inputs"] == [{"path": str(root / "in1"), "format": "parquet"}]
+    # Rows 0-399 again: the relative path recorded as typed made this pass with "2000 rows in all".
+    frame(spark, points[:NEW], 0).write.parquet(str(root / "again"))
+    run = cli(root / "b", "refresh", "--model", "../a/out/model", "--previous-subset", "../a/out/subset",
+              "--new-input", "../again", "--output", "refreshed")  # fmt: skip
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    assert errors[0].startswith(f"error: {NEW} new rows have ids that the earlier input {root / 'in1'} ")
+    assert not (root / "b" / "refreshed").exists()
+
+
+def test_an_earlier_input_that_cannot_be_read_is_refused_unless_the_flag_says(
+    spark, relative_run, tmp_path, points, capsys
+):
+    root = relative_run
+    fresh = tmp_path / "fresh"
+    frame(spark, points[OLD : OLD + NEW], OLD).write.parquet(str(fresh))
+    moved = tmp_path / "old_rows"
+    shutil.copytree(root / "a" / "out", tmp_path / "run")
+    (root / "in1").rename(moved)
+    args = ["refresh", "--model", str(tmp_path / "run" / "model"), "--previous-subset",
+            str(tmp_path / "run" / "subset"), "--new-input", str(fresh)]  # fmt: skip
+    try:
+        assert main([*args, "--output", str(tmp_path / "refused"), "--quiet"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"error: the earlier input {root / 'in1'} cannot be read (")
+        assert "pass --skip-unreadable-earlier-inputs" in error and len(error.splitlines()) == 1
+        assert not (tmp_path / "refused").exists()
+
+        assert main([*args, "--output", str(tmp_path / "through"), "--skip-unreadable-earlier-inputs"]) == 0
+        manifest = json.loads((tmp_path / "through" / "manifest.json").read_text())
+        unchecked = manifest["earlier_inputs_unchecked"]
+        assert len(unchecked) == 1 and unchecked[0].startswith(f"{root / 'in1'}: cannot be read")
+        assert "earlier inputs not checked: " + unchecked[0] in capsys.readouterr().out
+        assert manifest["inputs"][-1] == {"path": str(fresh), "format": "parquet"}
+    finally:
+        moved.rename(root / "in1")
+
+    # A manifest of an earlier version recorded the input as typed: relative to a folder unknown here.
+    manifest_path = tmp_path / "run" / "manifest.json"
+    old_style = json.loads(manifest_path.read_text())
+    del old_style["inputs"]
+    manifest_path.write_text(json.dumps(old_style))
+    assert main([*args, "--output", str(tmp_path / "relative"), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: the earlier input ../in1 is recorded as a relative path")
+    assert not (tmp_path / "relative").exists()
+
+
+@pytest.fixture
+def edited(saved, tmp_path):
+    """A copy of the saved model and a way to edit its metadata as a hostile user would."""
+    model = tmp_path / "model"
+    shutil.copytree(saved[0] / "model", model)
+    (part,) = (model / "metadata").glob("part-*")
+
+    original = json.loads(part.read_text())
+
+    def edit(change) -> str:
+        part.write_text(change(dict(original)) if callable(change) else change)
+        return str(model / "metadata")
+
+    return model, edit
+
+
+def test_edited_model_metadata_is_refused_naming_the_file_and_the_key(spark, edited, tmp_path):
+    model, edit = edited
+    planted = tmp_path / "planted"
+    code = f"__import__('pathlib').Path({str(planted)!r}).touch()"
+    where = edit(lambda m: json.dumps({**m, "paramMap": {**m["paramMap"], "k": code}}))
+    with pytest.raises(
+        ValueError, match=rf"^model metadata {where}: paramMap param 'k' has a value of the wrong type"
+    ):
+        SensitivitySamplerModel.load(str(model))
+    assert not planted.exists()
+    where = edit(lambda m: json.dumps({**m, "paramMap": {**m["paramMap"], "evil": 1}}))
+    with pytest.raises(ValueError, match=rf"^model metadata {where}: paramMap has an unknown param 'evil'$"):
+        SensitivitySamplerModel.load(str(model))
+    edit(lambda m: json.dumps({**m, "paramMap": {**m["paramMap"], "k": 0}}))
+    with pytest.raises(ValueError, match=rf"^model metadata {where}: k must be at least 1, got 0$"):
+        SensitivitySamplerModel.load(str(model))
+    edit(lambda m: json.dumps({**m, "fitInfo": "x" * 10_000}))
+    with pytest.raises(ValueError, match=rf"^model metadata {where}: 'fitInfo' must be a JSON object$"):
+        SensitivitySamplerModel.load(str(model))
+    edit("{'uid': not json")
+    with pytest.raises(ValueError, match=rf"^model metadata {where} is not JSON \("):
+        SensitivitySamplerModel.load(str(model))
+
+
+def test_a_missing_model_gets_one_line_before_spark_starts(saved, tmp_path):
+    folder, _ = saved
+    common = ["--previous-subset", str(folder / "previous"), "--new-input", str(folder / "new")]
+    # No Java on the PATH: had the command started Spark, it would fail with a gateway error instead.
+    env = {"PATH": str(Path(sys.executable).parent), "JAVA_HOME": str(tmp_path / "no-java")}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for model, message in [
+        ("missing/model", "error: model missing/model does not exist or is not a folder"),
+        (str(empty), f"error: model {empty} has no metadata/"),
+    ]:
+        argv = ["refresh", "--model", model, *common, "--output", str(tmp_path / "out")]
+        run = subprocess.run(
+            [sys.executable, "-c", CLI, *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 2
+        assert run.stderr.strip().startswith(message) and len(run.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_refresh_help_lists_each_input_format_once(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["refresh", "--help"])
+    out = capsys.readouterr().out
+    assert "--format {parquet,json,csv,orc,delta,iceberg,table}" in out
+    assert "--skip-unreadable-earlier-inputs" in out and "counted twice" in " ".join(out.split())

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 
 from spark_sensitivity.cli.flags import add_config, add_key_values, add_running, number, seed_type
+from spark_sensitivity.core.sample import MAX_DRAWS
+from spark_sensitivity.io.files import LocalFiles, is_local_path
+from spark_sensitivity.io.lineage import SKIP_UNREADABLE_FLAG
 from spark_sensitivity.io.redaction import redact_text
 from spark_sensitivity.io.session import spark_session
-from spark_sensitivity.settings import INPUT_FORMATS, MAX_SAMPLE_SIZE
+from spark_sensitivity.ml.persistence import check_saved_model
+from spark_sensitivity.settings import INPUT_FORMATS
 from spark_sensitivity.workflows.refresh import MAX_COST_DRIFT, SUBSET_FORMATS, run_refresh
 
 REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
@@ -25,7 +29,7 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--format",
         default="parquet",
-        choices=(*INPUT_FORMATS, "delta"),
+        choices=INPUT_FORMATS,
         help="format of --new-input (default: parquet)",
     )
     add_key_values(
@@ -47,9 +51,10 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
     method = parser.add_argument_group("sampling")
     method.add_argument(
         "--sample-size",
-        type=number(int, 1, MAX_SAMPLE_SIZE),
+        type=number(int, 1, MAX_DRAWS),
         help="draws from the new rows (default: the previous draws times the new rows' share of the "
-        "sensitivity mass, as one sample of the whole table would place them)",
+        f"sensitivity mass, as one sample of the whole table would place them); at most {MAX_DRAWS:,}, "
+        "as the draw holds about that many candidates in one task's memory",
     )
     method.add_argument("--seed", type=seed_type(), default=0, help="seed of the new draws (default: 0)")
     method.add_argument(
@@ -71,6 +76,13 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not check the new ids against the inputs earlier runs read (recorded in the manifest "
         "next to --model); the check reads only their id column",
     )
+    data.add_argument(
+        SKIP_UNREADABLE_FLAG,
+        action="store_true",
+        help="refresh even when an earlier run's input cannot be read (moved, deleted, recorded as a "
+        "relative path by an earlier version): its ids go unchecked, so new rows it already holds "
+        "would be counted twice; the manifest lists it under earlier_inputs_unchecked",
+    )
     add_running(parser)
 
 
@@ -82,12 +94,16 @@ def _refresh_summary(manifest: dict) -> str:
         f"{'n/a' if drift is None else f'{drift:.2f}'}; sum of weights {manifest['sum_of_weights']:.1f}",
         f"subset: {manifest['subset']}",
     ]
+    if manifest["earlier_inputs_unchecked"]:
+        lines.append("earlier inputs not checked: " + "; ".join(manifest["earlier_inputs_unchecked"]))
     if manifest["refit_advised"]:
         lines.append("a full re-fit is advised: " + "; ".join(manifest["refit_reasons"]))
     return "\n".join(lines)
 
 
 def run_refresh_command(args: argparse.Namespace) -> int:
+    if is_local_path(args.model):  # a local model is checked before Spark starts
+        check_saved_model(LocalFiles(), args.model.removeprefix("file:"))
     spark = spark_session("spark-sensitivity refresh", args.spark_conf, args.quiet, args.verbose, args.remote)
     manifest = run_refresh(
         spark,
@@ -103,6 +119,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         max_cost_drift=args.max_cost_drift,
         check_earlier_ids=not args.skip_earlier_id_check,
+        allow_unreadable_earlier_inputs=args.skip_unreadable_earlier_inputs,
     )
     if not args.quiet:
         print(redact_text(_refresh_summary(manifest)))

@@ -254,13 +254,14 @@ def draw_refresh(
     sources: Sources,
     request: Request,
     check_earlier_ids: bool,
+    allow_unreadable: bool = False,
 ) -> tuple[sample.Draws, SensitivitySamplerModel, dict[str, Any]]:
     """Checks the new ids, draws the new stratum (persisted), and updates the model; returns them with
     the manifest's counts, drift and re-fit advice."""
     unchecked = ["not checked (--skip-earlier-id-check)"]
     if check_earlier_ids:
         unchecked = lineage.check_not_read_before(
-            spark, scored.assigned, scored.id_col, sources.earlier, request.new_input
+            spark, scored.assigned, scored.id_col, sources.earlier, request.new_input, allow_unreadable
         )
     _check_fresh_ids(scored.assigned, sources.previous, scored.id_col)
     old, new, old_draws = model.clusterStats, scored.stats, sources.old_draws
@@ -331,6 +332,7 @@ def run_refresh(
     overwrite: bool = False,
     max_cost_drift: float = MAX_COST_DRIFT,
     check_earlier_ids: bool = True,
+    allow_unreadable_earlier_inputs: bool = False,
 ) -> dict[str, Any]:
     """Adds a stratum of newly appended rows to a weighted subset; returns the manifest.
 
@@ -339,7 +341,9 @@ def run_refresh(
     old + new statistics, for the next refresh) and manifest.json (draws, drift, re-fit advice), plus
     subset/: the previous subset's rows unchanged plus the new stratum, as Parquet or as a new Delta
     table (``subset_format``). The previous output is never modified. ``check_earlier_ids`` refuses
-    new rows whose ids an earlier run's input holds (one semi-join on the id column per input).
+    new rows whose ids an earlier run's input holds (one semi-join on the id column per input); an
+    earlier input that cannot be read is refused unless ``allow_unreadable_earlier_inputs``, and then
+    listed in the manifest's ``earlier_inputs_unchecked``.
     """
     if sample_size is not None and sample_size < 1:
         raise ValueError(f"--sample-size must be at least 1, got {sample_size}")
@@ -353,7 +357,9 @@ def run_refresh(
         sources = read_sources(spark, model, request, input_options or {})
         scored = score_new_rows(model, sources.new_rows)
         cleanup.callback(scored.release)
-        drawn, updated, facts = draw_refresh(spark, model, scored, sources, request, check_earlier_ids)
+        drawn, updated, facts = draw_refresh(
+            spark, model, scored, sources, request, check_earlier_ids, allow_unreadable_earlier_inputs
+        )
         cleanup.callback(drawn.frame.unpersist)
         written = write_union(
             spark, sources, drawn.frame, job.output, subset_format, scored.id_col, facts["m"]
@@ -362,9 +368,11 @@ def run_refresh(
         job.manifest = redact(
             {
                 "parameters": asdict(request),
-                "subset": job.output.destination + "/subset",
+                "subset": lineage.recorded_input(spark, f"{job.output.destination}/subset", subset_format)[
+                    "path"
+                ],
                 "previous_subset_version": sources.version,
-                "inputs": [*sources.earlier, {"path": new_input, "format": fmt}],
+                "inputs": [*sources.earlier, lineage.recorded_input(spark, new_input, fmt)],
                 **facts,
                 **written,
                 "total_seconds": round(time.perf_counter() - started, 3),

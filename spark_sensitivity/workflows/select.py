@@ -22,6 +22,7 @@ from spark_sensitivity.core import strategies
 from spark_sensitivity.core.forecast_inputs import PilotRows
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.embedders import embed_frame
+from spark_sensitivity.io.lineage import recorded_input
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import AtomicOutput, Publication, publishing
 from spark_sensitivity.io.redaction import redact, redact_text
@@ -143,6 +144,7 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
     facts = {
         "run_id": config.run_id,
         "parameters": dataclasses.asdict(config),
+        "inputs": [recorded_input(spark, config.input, config.format)],
         "seed": config.seed,
         "k": config.k,
         "m": config.sample_size,
