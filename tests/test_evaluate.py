@@ -116,3 +116,14 @@ def test_evaluate_job_writes_its_report(spark, loss_table, tmp_path):
     assert "stratified" in evaluate.format_report(report)
     with pytest.raises(SystemExit):
         parser.parse_args(["--input", "x", "--sample-sizes", "0,5"])
+
+
+def test_defaults_differ_by_mode():
+    parser = argparse.ArgumentParser()
+    evaluate_cli.add_evaluate_arguments(parser)
+    loss = evaluate_cli.config_from_args(parser.parse_args(["--input", "x"]))
+    assert (loss.seeds, loss.k) == (100, 100)
+    labels = evaluate_cli.label_config_from_args(parser.parse_args(["--input", "x", "--label-col", "y"]))
+    assert (labels.seeds, labels.k, labels.strategy, labels.test_share) == (10, None, "auto", 0.2)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--input", "x", "--label-col", "y", "--strategy", "loss-aware"])
