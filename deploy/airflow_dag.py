@@ -59,6 +59,7 @@ def setting(name: str, default):
 
 
 def optional_int(name: str, minimum: int, description: str) -> Param:
+    """A param that may be null (then not passed), its default from SPARK_SENSITIVITY_<NAME>."""
     value = setting(name.upper(), None)
     return Param(
         None if value is None else int(value),
