@@ -48,7 +48,15 @@ def spark_session(
         if quiet and local:  # the server's JVM starts here: without progress bars (see below)
             from pyspark import SparkContext
 
-            SparkContext._ensure_initialized(conf=_no_progress_bars())
+            # Launched as pyspark launches its local Connect server: without SPARK_REMOTE in the
+            # environment, else spark-submit builds a client's class path, without the server's
+            # plugin (ClassNotFoundException: SparkConnectPlugin).
+            remote_env = os.environ.pop("SPARK_REMOTE", None)
+            try:
+                SparkContext._ensure_initialized(conf=_no_progress_bars())
+            finally:
+                if remote_env is not None:
+                    os.environ["SPARK_REMOTE"] = remote_env
         builder = SparkSession.builder.remote(remote).appName(app_name)
         for key, value in conf:
             builder = builder.config(key, value)
