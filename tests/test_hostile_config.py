@@ -5,13 +5,12 @@ Each is refused by one line naming the file (and the key or line), exit 2, quick
 memory: the file is read only up to its size limit and no alias is ever expanded.
 """
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.cli.app import main, parse_args
 from spark_sensitivity.cli.config_file import MAX_CONFIG_BYTES, MAX_STRING_CHARS, SHOWN_CHARS
 from spark_sensitivity.core.sample import MAX_DRAWS
+from spark_sensitivity.ml.estimator import SensitivitySampler
 
 ALIAS_BOMB = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n" + "".join(
     f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
@@ -102,32 +101,23 @@ def test_deep_nesting_and_huge_numbers_get_one_line(tmp_path, capsys):
     assert "config file" in refused(tmp_path, capsys, f"k: {'7' * 5000}\n")
 
 
-def test_a_sample_size_beyond_the_draw_limit_is_refused_in_one_line(spark, tmp_path, capsys):
-    """2^31 - 1 draws from 3 rows once grew one Python worker to 21 GB: now one line, exit 2."""
-    (tmp_path / "three").mkdir()
-    rows = pa.table({"id": pa.array([1, 2, 3], pa.int64()),
-                     "embedding": pa.array([[0.0, 1.0], [1.0, 0.0], [5.0, 5.0]], pa.list_(pa.float32()))})  # fmt: skip
-    pq.write_table(rows, tmp_path / "three" / "part-0.parquet")
-    argv = [
-        "select",
-        "--input",
-        str(tmp_path / "three"),
-        "--strategy",
-        "sensitivity",
-        "--k",
-        "2",
-        "--output",
-        str(tmp_path / "out"),
-        "--quiet",
-    ]
-    assert main([*argv, "--sample-size", "2147483647"]) == 2
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert errors == [
-        f"error: sample size 2147483647 is above the limit of {MAX_DRAWS:,} draws: the draw holds about m "
-        "candidate draws in one task's memory, however few rows there are"
-    ]
-    assert not (tmp_path / "out").exists()
-    assert main([*argv, "--sample-size", "30"]) == 0  # the same table, an m it can serve
+def test_a_sample_size_beyond_the_draw_limit_is_refused_before_spark_starts(capsys):
+    """2^31 - 1 draws from 3 rows once grew one Python worker to 21 GB: now refused with the flags."""
+    argv = ["select", "--input", "three", "--output", "out", "--quiet", "--sample-size", "2147483647"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f"argument --sample-size: must be at most {MAX_DRAWS}" in capsys.readouterr().err
+
+
+def test_a_library_caller_beyond_the_draw_limit_gets_one_line(spark):
+    frame = spark.createDataFrame(
+        [(1, [0.0, 1.0]), (2, [1.0, 0.0]), (3, [5.0, 5.0])], "id long, embedding array<double>"
+    )
+    model = SensitivitySampler(k=2, seed=1, pointsPerCenter=0).fit(frame)
+    with pytest.raises(ValueError, match=f"above the limit of {MAX_DRAWS:,} draws"):
+        model.sample(2_147_483_647)
+    assert model.sample(30).agg({"count": "sum"}).first()[0] == 30  # an m it can serve
 
 
 def test_refresh_refuses_a_sample_size_beyond_the_limit_before_spark_starts(capsys):

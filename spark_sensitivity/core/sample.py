@@ -29,6 +29,7 @@ from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from spark_sensitivity.core import rowrandom
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
 from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL
+from spark_sensitivity.settings import MAX_SAMPLE_SIZE
 
 COUNT_COL = "count"
 WEIGHT_COL = "weight"
@@ -38,8 +39,8 @@ DRAW_KEY_COL = "__ss_draw_key"
 MAX_ATTEMPTS = 8
 # The draw materialises about m candidate draws and keeps the m smallest keys in ONE task (a top-m
 # sort), so its memory grows with m whatever the number of rows: a larger m is refused before any
-# candidate is made, instead of ending a worker (measured in docs/SAFETY.md).
-MAX_DRAWS = 10_000_000
+# candidate is made (library callers; the flags refuse it already), instead of ending a worker.
+MAX_DRAWS = MAX_SAMPLE_SIZE
 # The drawn rows are joined back to the input by broadcasting them while they can be this many
 # (about 60 MB of ids, costs and weights): the input is then scanned once, not shuffled. More
 # draws than this take a shuffle join.

@@ -3,7 +3,10 @@
 # Spark hashes the seed as a signed 64-bit literal; numpy wants it non-negative.
 MAX_SEED = 2**63 - 1
 # Draw counts and indexes are 32-bit integers in the subset's schema.
-MAX_SAMPLE_SIZE = 2**31 - 1
+# The most draws one run makes: the draw materialises about m candidate draws and keeps the m with
+# the smallest keys in ONE task, so its memory grows with m whatever the number of rows (2^31 - 1
+# draws from 3 rows once grew a Python worker to 21 GB). Refused when the flags are parsed.
+MAX_SAMPLE_SIZE = 10_000_000
 
 # Sampling strategies (spark_sensitivity.core.strategies implements them).
 SENSITIVITY = "sensitivity"

@@ -160,11 +160,12 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
     uniform_share: float = setting(
         DEFAULT_UNIFORM_SHARE,
         "loss-aware: share of the mass spread uniformly over the rows, so every row can be drawn and "
-        "weights stay bounded (0 = the paper's rule)",
+        "weights stay bounded (0 = the paper's rule; below 1)",
         group=LOSS_AWARE_GROUP,
         kind=float,
         low=0,
         high=1,
+        below=True,
     )
     round1: str | None = setting(
         None,
