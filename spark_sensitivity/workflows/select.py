@@ -22,6 +22,7 @@ from spark_sensitivity.core import strategies
 from spark_sensitivity.core.forecast_inputs import PilotRows
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.embedders import embed_frame
+from spark_sensitivity.io import progress
 from spark_sensitivity.io.lineage import recorded_input
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import AtomicOutput, Publication, publishing
@@ -191,7 +192,8 @@ def embed_rows(
     # k-means, the assignment pass and the final join all read the rows: embed them once.
     embedded = embedded.persist(StorageLevel.MEMORY_AND_DISK)
     cleanup.callback(embedded.unpersist)
-    counts = report.check()
+    with progress.stage(spark, "embed"):
+        counts = report.check()
     log.info("stage embed: %d rows embedded with %s", counts.embedded, config.embedder)
     return report.valid, {**counts.as_dict(), "embedder": config.embedder, "fit": report.fit_info}
 
@@ -220,10 +222,11 @@ def read_rows(
 
         check_loss_column(df, config.loss_col)
     # Only whether there is a row at all: the fit's id check counts them in its own pass.
-    if df.isEmpty():
+    with progress.stage(spark, "read"):
+        empty = df.isEmpty()
+    if empty:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
     read_seconds = _seconds_since(started)
-    log.info("stage read: %.1f s", read_seconds)
     return df, {**facts, "timings": {"read_seconds": read_seconds}}
 
 
@@ -414,23 +417,28 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
         log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
         df, read = read_rows(spark, config, job.output, cleanup, started)
         config, run = size_auto_plan(config, df, run)
-        model, fitted = fit(config, df, cleanup)
+        with progress.stage(spark, f"fit (k-means with k = {config.k}, then every row assigned)"):
+            model, fitted = fit(config, df, cleanup)
         if config.mode == "loss-aware" and config.rep_losses is None:
             model.clustersFrame(spark).coalesce(1).write.parquet(job.output.path("clusters"))
             job.manifest = lossaware_select.round1_manifest(
                 spark, config, job.output, model, df, fitted["n"], started
             )
             return job.manifest
-        subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup, run)
-        written, wrote = write_and_verify(spark, config, model, subset, drawn_rows, job.output, started)
+        with progress.stage(spark, "sample"):
+            subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup, run)
+        with progress.stage(spark, "write", rows=drawn_rows):
+            written, wrote = write_and_verify(spark, config, model, subset, drawn_rows, job.output, started)
         provenance = {"versions": versions(spark), "created": utc_timestamp()}
         job.manifest = redact(assemble(run, read, fitted, drawn, wrote, provenance))
         if config.report:
-            job.manifest = assemble(
-                job.manifest, add_report(spark, config, model, df, job.output, job.manifest)
-            )
+            with progress.stage(spark, "report"):
+                job.manifest = assemble(
+                    job.manifest, add_report(spark, config, model, df, job.output, job.manifest)
+                )
         if lake is not None:
-            job.manifest.update(commit_tables(spark, lake, written, job.output, config.run_id))
+            with progress.stage(spark, "commit Iceberg tables"):
+                job.manifest.update(commit_tables(spark, lake, written, job.output, config.run_id))
     if config.output_table and lake is None:
         register_table(spark, config.output_table, f"{job.output.uri}/subset", config.output_format)
         log.info("registered table %s", config.output_table)
