@@ -111,7 +111,7 @@ def test_an_interrupted_run_says_so_in_one_line_and_leaves_nothing(
     kept, before = digest(output), {p.name for p in tmp_path.iterdir()}
     run = Run(source, output, "--overwrite", *extra)
     if when == "read":
-        run.wait_for(lambda: any("stage read:" in line for line in run.lines))
+        run.wait_for(lambda: any(line.startswith("stage fit") or " stage fit" in line for line in run.lines))
     else:
         run.wait_for(lambda: run.staged("clusters" if when == "clusters" else ""))
     (os.killpg if target == "group" else os.kill)(run.process.pid, signum)
