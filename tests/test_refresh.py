@@ -365,3 +365,22 @@ def test_refresh_help_lists_each_input_format_once(capsys):
     out = capsys.readouterr().out
     assert "--format {parquet,json,csv,orc,delta,iceberg,table}" in out
     assert "--skip-unreadable-earlier-inputs" in out and "counted twice" in " ".join(out.split())
+
+
+def test_new_rows_of_the_wrong_length_fail_or_are_skipped_as_refresh_says(spark, tmp_path, saved, points):
+    folder, _ = saved
+    rows = [
+        (5_000 + i, [float(x) for x in p] + ([0.5] if i < 3 else []), "n") for i, p in enumerate(points[:50])
+    ]
+    spark.createDataFrame(rows, "id long, embedding array<double>, note string").write.parquet(
+        str(tmp_path / "bad")
+    )
+    args = ["refresh", "--model", str(folder / "model"), "--new-input", str(tmp_path / "bad"),
+            "--previous-subset", str(folder / "previous"), "--skip-unreadable-earlier-inputs", "--quiet"]  # fmt: skip
+    assert main([*args, "--output", str(tmp_path / "failed")]) == 2
+    assert not (tmp_path / "failed").exists()
+    assert main([*args, "--output", str(tmp_path / "skipped"), "--on-invalid", "skip"]) == 0
+    manifest = json.loads((tmp_path / "skipped" / "manifest.json").read_text())
+    subset = spark.read.parquet(str(tmp_path / "skipped" / "subset"))
+    assert subset.where(F.col("id").between(5_000, 5_002)).count() == 0  # the 3 long rows left out
+    assert (manifest["n_new"], manifest["new_invalid_rows"]) == (47, 3)

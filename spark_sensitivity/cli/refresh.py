@@ -11,7 +11,7 @@ from spark_sensitivity.io.lineage import SKIP_UNREADABLE_FLAG
 from spark_sensitivity.io.redaction import redact_text
 from spark_sensitivity.io.session import spark_session
 from spark_sensitivity.ml.persistence import check_saved_model
-from spark_sensitivity.settings import INPUT_FORMATS
+from spark_sensitivity.settings import INPUT_FORMATS, ON_INVALID
 from spark_sensitivity.workflows.refresh import MAX_COST_DRIFT, SUBSET_FORMATS, run_refresh
 
 REQUIRED_REFRESH_FLAGS = ("model", "new_input", "previous_subset", "output")
@@ -57,6 +57,13 @@ def add_refresh_arguments(parser: argparse.ArgumentParser) -> None:
         "as the draw holds about that many candidates in one task's memory",
     )
     method.add_argument("--seed", type=seed_type(), default=0, help="seed of the new draws (default: 0)")
+    method.add_argument(
+        "--on-invalid",
+        choices=ON_INVALID,
+        default=None,
+        help="new rows with a null, wrong-length, NaN or infinite embedding: fail (naming the count and "
+        "example ids) or skip them, left out of the new stratum (default: the select run's setting)",
+    )
     method.add_argument(
         "--max-cost-drift",
         type=number(float, 0, above=True),
@@ -120,6 +127,7 @@ def run_refresh_command(args: argparse.Namespace) -> int:
         max_cost_drift=args.max_cost_drift,
         check_earlier_ids=not args.skip_earlier_id_check,
         allow_unreadable_earlier_inputs=args.skip_unreadable_earlier_inputs,
+        on_invalid=args.on_invalid,
     )
     if not args.quiet:
         print(redact_text(_refresh_summary(manifest)))

@@ -43,10 +43,14 @@ SUBSET_FORMATS = ("parquet", "delta")
 ScoredRows = AssignedRows
 
 
-def score_new_rows(model: SensitivitySamplerModel, new_rows: DataFrame) -> ScoredRows:
-    """One assignment pass and one reduce over the new rows only, under the model's centers."""
+def score_new_rows(
+    model: SensitivitySamplerModel, new_rows: DataFrame, on_invalid: str | None = None
+) -> ScoredRows:
+    """One assignment pass and one reduce over the new rows only, under the model's centers; new rows
+    with an invalid embedding fail the run or are left out, as ``on_invalid`` (default: the model's
+    setting, the select run's --on-invalid) says."""
     model.validate_input(new_rows)
-    scored = model.assignedRows(new_rows, onInvalid=model.getOnInvalid())
+    scored = model.assignedRows(new_rows, onInvalid=on_invalid or model.getOnInvalid())
     if scored.stats.n == 0:
         scored.release()
         raise ValueError("the new rows have no valid embedding")
@@ -333,6 +337,7 @@ def run_refresh(
     max_cost_drift: float = MAX_COST_DRIFT,
     check_earlier_ids: bool = True,
     allow_unreadable_earlier_inputs: bool = False,
+    on_invalid: str | None = None,
 ) -> dict[str, Any]:
     """Adds a stratum of newly appended rows to a weighted subset; returns the manifest.
 
@@ -355,7 +360,7 @@ def run_refresh(
     inputs = {"--model": model_path, "--new-input": new_input, "--previous-subset": previous_subset}
     with contextlib.ExitStack() as cleanup, publishing(spark, output, overwrite, inputs) as job:
         sources = read_sources(spark, model, request, input_options or {})
-        scored = score_new_rows(model, sources.new_rows)
+        scored = score_new_rows(model, sources.new_rows, on_invalid)
         cleanup.callback(scored.release)
         drawn, updated, facts = draw_refresh(
             spark, model, scored, sources, request, check_earlier_ids, allow_unreadable_earlier_inputs
