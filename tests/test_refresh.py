@@ -1,6 +1,7 @@
 """Incremental refresh: a new stratum of appended rows keeps the subset unbiased for the whole table."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -227,9 +228,19 @@ CLI = "import sys; from spark_sensitivity.cli import main; sys.exit(main(sys.arg
 
 
 def cli(cwd, *argv):
-    """The command line in a process of its own, started in ``cwd`` (its JVM resolves paths there)."""
+    """The command line in a process of its own, started in ``cwd`` (its JVM resolves paths there).
+
+    Always a classic session: under the Connect suite a second local Connect server could not bind
+    the port the suite's own server holds."""
     command = [sys.executable, "-c", CLI, *argv, "--quiet"]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+    connect = (
+        "SPARK_REMOTE",
+        "SPARK_LOCAL_REMOTE",
+        "SPARK_CONNECT_MODE_ENABLED",
+        "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+    )
+    env = {k: v for k, v in os.environ.items() if k not in connect}
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
