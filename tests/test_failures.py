@@ -169,3 +169,24 @@ def test_k_above_the_row_count_advises_a_lower_k(spark, tmp_path, capsys):
         "error: k=10 is larger than the 3 valid rows in the k-means fit sample; lower --k to at most 3"
     )
     assert "raise --fit-fraction" not in line
+
+
+@pytest.mark.parametrize("column", ["embedding", "id"])
+def test_files_of_mixed_types_are_named_with_the_column(spark, tmp_path, capsys, column):
+    # float vs double embeddings, string vs long ids (int vs long ids are widened and read fine).
+    source = write_table(tmp_path / "input", 200, 4)
+    vectors = np.random.default_rng(5).normal(size=(100, 4))
+    other = {
+        "id": pa.array([str(i) for i in range(1000, 1100)])
+        if column == "id"
+        else pa.array(range(1000, 1100), pa.int64()),
+        "embedding": pa.array(
+            vectors.tolist(), pa.list_(pa.float64() if column == "embedding" else pa.float32())
+        ),
+    }
+    pq.write_table(pa.table(other), source / "part-1.parquet")
+    assert main(select(source, tmp_path / "out", "--quiet")) == 1
+    line = error_line(capsys)
+    assert re.match(r"error: cannot read the input file \S*/input/part-1\.parquet: .*" + column, line), line
+    Path(line.rsplit("the full trace is in ", 1)[1].rstrip(")")).unlink()
+    assert not (tmp_path / "out").exists()
