@@ -108,7 +108,12 @@ def main() -> None:
         data = Path(work) / "data"
         write_gaussian_mixture(data, args.rows, args.dim, clusters=max(args.k // 4, 2), seed=0)
         config = SelectConfig(
-            input=str(data), output=str(Path(work) / "out"), sample_size=args.m, k=args.k, seed=0
+            input=str(data),
+            output=str(Path(work) / "out"),
+            sample_size=args.m,
+            k=args.k,
+            seed=0,
+            strategy="sensitivity",  # docs/PERFORMANCE.md's figures; select's default became auto
         )
         if args.loss_aware:
             config = _round2(spark, config, Path(work))

@@ -67,6 +67,7 @@ def project(
         max_iter=max_iter,
         fit_engine=engine,
         overwrite=True,
+        strategy="sensitivity",  # docs/PERFORMANCE.md's figures; select's default became auto
     )
     manifest = run_select(spark, config)
     timings = manifest["timings"]

@@ -92,10 +92,21 @@ def child(args: argparse.Namespace, rows: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="perf-scale-", dir=args.data_dir) as work:
         warm = Path(work) / "warm"
         write_gaussian_mixture(warm, 20_000, args.dim, 20, seed=1)
-        run_select(spark, SelectConfig(input=str(warm), output=f"{work}/warm-out", sample_size=1000, k=20))
+        run_select(
+            spark,
+            SelectConfig(
+                input=str(warm), output=f"{work}/warm-out", sample_size=1000, k=20, strategy="sensitivity"
+            ),
+        )
         memory.reset()
         config = SelectConfig(
-            input=data, output=f"{work}/out", sample_size=args.m, k=args.k, seed=args.seed, drop_vector=True
+            input=data,
+            output=f"{work}/out",
+            sample_size=args.m,
+            k=args.k,
+            seed=args.seed,
+            drop_vector=True,
+            strategy="sensitivity",  # docs/PERFORMANCE.md's figures; select's default became auto
         )
         spark.sparkContext.setJobGroup(GROUP, "select")
         started = time.perf_counter()
