@@ -149,11 +149,16 @@ def regroup(
 def _second_nearest(
     unit: np.ndarray, centers: np.ndarray, nearest: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's second-nearest center (by exact float64 distances; few centers) and its distance."""
-    distances = ((unit[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+    """Each row's second-nearest center and its squared distance (float64 products: a rows x parts
+    matrix, never rows x parts x d)."""
+    distances = (
+        np.einsum("ij,ij->i", unit, unit)[:, None]
+        - 2.0 * unit @ centers.T
+        + np.einsum("ij,ij->i", centers, centers)[None, :]
+    )
     distances[np.arange(len(unit)), nearest] = np.inf
     second = distances.argmin(axis=1)
-    return second, distances[np.arange(len(unit)), second]
+    return second, np.maximum(distances[np.arange(len(unit)), second], 0.0)
 
 
 def _ints(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
