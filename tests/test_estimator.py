@@ -99,3 +99,30 @@ def test_null_ids_and_clashing_columns_are_rejected(spark):
         SensitivitySampler(k=2, pointsPerCenter=0).fit(df)
     with pytest.raises(ValueError, match="'weight' clashes"):
         SensitivitySampler(k=2).fit(df.withColumn("weight", F.lit(1.0)))
+
+
+def test_overwrite_replaces_a_saved_model_or_estimator_only(frame, tmp_path):
+    # pyspark's own overwrite() needs the JVM; this one works over Spark Connect too (CONNECT_TESTS).
+    model = SensitivitySampler(k=3, seed=2, idCol="id", pointsPerCenter=0).fit(frame)
+    path = str(tmp_path / "model")
+    model.write().save(path)
+    with pytest.raises(Exception, match="already exists|exists"):
+        model.write().save(path)
+    other = SensitivitySampler(k=5, seed=2, idCol="id", pointsPerCenter=0).fit(frame)
+    other.write().overwrite().save(path)
+    assert SensitivitySamplerModel.load(path).getK() == 5
+    sampler_path = str(tmp_path / "sampler")
+    SensitivitySampler(k=7).write().save(sampler_path)
+    SensitivitySampler(k=9).write().overwrite().save(sampler_path)
+    assert SensitivitySampler.load(sampler_path).getK() == 9
+    # A folder that is not a saved model is never deleted.
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "data.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="is not a saved model"):
+        model.write().overwrite().save(str(precious))
+    with pytest.raises(FileExistsError, match="is not a saved estimator"):
+        SensitivitySampler(k=7).write().overwrite().save(str(precious))
+    assert (precious / "data.txt").read_text() == "keep me"
+    model.summary.release()
+    other.summary.release()

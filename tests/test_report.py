@@ -98,6 +98,7 @@ def selection(spark, table, tmp_path_factory):
     args = ["select", "--input", str(table), "--k", "8", "--sample-size", "300", "--seed", "5"]
     # --drop-vector: the report then looks the shown rows' embeddings up in the input.
     args += ["--output", str(out), "--drop-vector", "--report", "--loss-col", "loss", "--quiet"]
+    args += ["--report-col", "component"]
     assert main(args) == 0
     return out, json.loads((out / "manifest.json").read_text())
 
@@ -197,7 +198,18 @@ def test_report_numbers_match_the_outputs(selection, table):
     # Every row was shown (n and the subset are under the cap), selected ones found despite --drop-vector.
     text = " ".join(page.text)
     assert "4,000 of 4,000 rows" in text and f"{len(subset):,} of the {len(subset):,} selected rows" in text
-    assert markup.count("<tr><td>") == 8  # one row per cluster
+    clusters_table = markup.split('<table id="clusters">')[1].split("</table>")[0]
+    assert clusters_table.count("<tr><td>") == 8  # one row per cluster
+    # Stratified weights sum to n_j in each cluster: the caption says the crosses lie on the line.
+    assert manifest["strategy_used"] == "stratified" and "back to its share exactly" in text
+    # Example rows: per cluster the selected rows nearest the center, with --report-col's value.
+    examples = markup.split('<table id="examples">')[1].split("</table>")[0]
+    for row in examples.split("<tr><td>")[1:]:
+        cluster = int(row.split("</td>")[0])
+        shown = row.split('<td class="examples">')[1].split("</td>")[0].split("<br>")
+        nearest = subset[subset["cluster_id"] == cluster].sort_values(["cost", "id"]).head(3)
+        assert shown == [f"{r.id}: {r.component}" for r in nearest.itertuples()]
+    assert examples.count("<tr><td>") == 8
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -23,6 +23,10 @@ def test_delta_subset_then_delta_input_then_refresh(spark, tmp_path):
     args = ["select", "--input", str(tmp_path / "old"), "--k", "4", "--sample-size", "200", "--quiet"]
     assert main([*args, "--output", str(first), "--output-format", "delta", "--drop-vector"]) == 0
     assert DeltaTable(str(first / "subset")).version() == 0
+    # The table's history names where it lives, not the staging folder it was written in.
+    created = DeltaTable(str(first / "subset")).history()[-1]
+    assert created["operationParameters"]["location"] == f"file:{first / 'subset'}"
+    assert ".staging" not in json.dumps(created)
     subset = read_delta(spark, str(first / "subset"))
     assert subset.agg({"count": "sum"}).first()[0] == 200
     assert (first / "model" / "metadata").exists()
@@ -45,6 +49,9 @@ def test_delta_subset_then_delta_input_then_refresh(spark, tmp_path):
     # The earlier run's table is left as it was; the refreshed subset is a Delta table of its own.
     assert DeltaTable(str(first / "subset")).version() == 0
     assert DeltaTable(str(first / "subset")).to_pyarrow_table().num_rows == subset.count()
+    assert DeltaTable(str(refreshed / "subset")).history()[-1]["operationParameters"]["location"] == (
+        f"file:{refreshed / 'subset'}"
+    )
     whole = DeltaTable(str(refreshed / "subset")).to_pyarrow_table()
     assert DeltaTable(str(refreshed / "subset")).version() == 0
     assert pa.compute.sum(whole["count"]).as_py() == 200 + manifest["m_new"]

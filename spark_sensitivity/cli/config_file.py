@@ -142,6 +142,8 @@ def _converted(action: argparse.Action, key: str, value: Any, path: str) -> Any:
         return [(_text(k, f"a key of {key}", path), _text(v, f"{key}.{k}", path)) for k, v in value.items()]
     if value is None:
         return None
+    if isinstance(value, list) and getattr(action.type, "several", False):
+        value = ",".join(_text(one, key, path) for one in value)
     text = _text(value, key, path)
     try:
         converted = action.type(text) if action.type is not None else text

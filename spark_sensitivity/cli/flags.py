@@ -22,6 +22,7 @@ def argument_type(declared: Setting) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(error)) from None
 
     parse.__name__ = declared.kind.__name__  # argparse names the type in "invalid int value"
+    parse.several = declared.several  # a config file may give such a setting as a list
     return parse
 
 

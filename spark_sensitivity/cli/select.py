@@ -56,6 +56,8 @@ def _summary(manifest: dict) -> str:
             f"output: {manifest['output']} (representatives/, clusters/, manifest.json)\n"
             f"next: {manifest['next_step']}"
         )
+    if "subsets" in manifest:
+        return _budgets_summary(manifest)
     return (
         _strategy_summary(manifest) + "\n"
         f"selected {_picked(manifest)} from "
@@ -68,10 +70,25 @@ def _summary(manifest: dict) -> str:
     )
 
 
+def _budgets_summary(manifest: dict) -> str:
+    """A run of several sample sizes: one line per size (its strategy, k, rows, sum of weights)."""
+    lines = [
+        f"sample size {part['sample_size']}: {_strategy_summary(part)}; {_picked(part)}; "
+        f"sum of weights {part['sum_of_weights']:.1f}"
+        for part in manifest["subsets"]
+    ]
+    return (
+        "\n".join(lines) + f"\nfrom one fit of {manifest['n']} rows in {manifest['nonempty_clusters']} "
+        f"clusters (n = {manifest['n_valid']}); {manifest['timings']['total_seconds']:.1f} s\n"
+        f"output: {manifest['output']} (subset/ with a sample_size column, clusters/, manifest.json"
+        + (", report/index.html of the largest size)" if "report" in manifest else ")")
+    )
+
+
 def _strategy_summary(manifest: dict) -> str:
     """'strategy: representatives, k = 400 (auto chose ... because ...)'."""
     used = manifest.get("strategy_used", manifest.get("strategy"))
-    line = f"strategy: {used}, k = {manifest.get('k_used', manifest['k'])}"
+    line = f"strategy: {used}, k = {manifest.get('k_used', manifest.get('k'))}"
     reason = manifest.get("auto_reason")
     return f"{line} ({reason})" if reason else f"{line} (as requested)"
 
@@ -79,7 +96,7 @@ def _strategy_summary(manifest: dict) -> str:
 def _picked(manifest: dict) -> str:
     """'400 draws (391 distinct rows)' for i.i.d. draws, '400 rows' for the strategies without replacement."""
     if manifest.get("strategy_used", manifest.get("strategy")) in (settings.SENSITIVITY, settings.LOSS_AWARE):
-        return f"{manifest['m']} draws ({manifest['subset_rows']} distinct rows)"
+        return f"{manifest.get('draws', manifest.get('m'))} draws ({manifest['subset_rows']} distinct rows)"
     return f"{manifest['subset_rows']} rows"
 
 

@@ -33,6 +33,8 @@ from spark_sensitivity.settings import MAX_SAMPLE_SIZE
 
 COUNT_COL = "count"
 WEIGHT_COL = "weight"
+# A subset table holding several sample sizes (select --sample-size 100,400) names each row's here.
+BUDGET_COL = "sample_size"
 HASH_COL = "__ss_row_hash"
 DRAW_INDEX_COL = "__ss_draw_index"
 DRAW_KEY_COL = "__ss_draw_key"

@@ -96,6 +96,19 @@ def resolve(strategy: str, k: int | None, m: int) -> tuple[str, int]:
     return strategy, DEFAULT_K if k is None else k
 
 
+def resolve_budgets(strategy: str, k: int | None, budgets: tuple[int, ...]) -> tuple[str, int]:
+    """The strategy and k of ONE fit that serves every sample size in ``budgets`` (ascending): the
+    plan :func:`resolve` makes for the smallest. ``auto`` then plans representatives (k = the smallest
+    m) and draws stratified for the larger sizes; ``representatives`` alone cannot share a fit."""
+    if len(budgets) > 1 and strategy == REPRESENTATIVES:
+        raise ValueError(
+            f"strategy representatives keeps one row per cluster (k = m), so the sample sizes "
+            f"{', '.join(map(str, budgets))} would need a fit each: give one sample size per run, or use "
+            "--strategy auto (representatives for the smallest size, stratified for the others)"
+        )
+    return resolve(strategy, k, min(budgets))
+
+
 def for_model(strategy: str, m: int, k: int) -> str:
     """The concrete strategy a fitted model with k clusters uses to pick m rows (``auto`` resolved)."""
     check_strategy(strategy)
@@ -144,14 +157,16 @@ def represents(k_given: int | None, k: int, m: int) -> bool:
     return k == m and m <= AUTO_REPRESENTATIVES_MAX_M and k_given in (None, m)
 
 
-def planned_reason(k_given: int | None, m: int, n: int) -> str:
+def planned_reason(k_given: int | None, m: int, n: int, k: int) -> str:
     """Why auto's plan is not representatives (:func:`plan_auto`), as a clause."""
     if k_given is not None and k_given != m:
         return f"k = {k_given} was given and differs from m = {m} (representatives need k = m)"
     if m > AUTO_REPRESENTATIVES_MAX_M:
         return f"m = {m} > {AUTO_REPRESENTATIVES_MAX_M}, the largest budget at which representatives were measured to gain"
     least = AUTO_MIN_ROWS_PER_REPRESENTATIVE * m
-    return f"n = {n} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} x m = {least} rows: too few rows per representative"
+    if n < least:
+        return f"n = {n} < {AUTO_MIN_ROWS_PER_REPRESENTATIVE} x m = {least} rows: too few rows per representative"
+    return f"the run's one fit, shared by all its sample sizes, has k = {k} (representatives need k = m)"
 
 
 def choose_auto(
@@ -191,7 +206,7 @@ def choose_auto(
             f"{AUTO_REPRESENTATIVES_MAX_M}, n / m = {rows:.0f} >= {AUTO_MIN_ROWS_PER_REPRESENTATIVE} rows per "
             f"representative and the clusters explain {share:.0%} >= {AUTO_MIN_EXPLAINED_SHARE:.0%} of the spread",
         )  # fmt: skip
-    why = planned_reason(k_given, m, n)
+    why = planned_reason(k_given, m, n, k)
     if m > n:
         return AutoChoice(
             SENSITIVITY, k, f"auto chose sensitivity with k = {k} because {why}, and m exceeds the {n} "

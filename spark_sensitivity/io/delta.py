@@ -251,6 +251,30 @@ def read_delta(spark: SparkSession, path: str, version: int | None = None) -> Da
     return reader.load(path)
 
 
+def record_location(path: str, location: str) -> None:
+    """Names ``location`` as the table's place in the commit that created the table at ``path``.
+
+    A table written in a staging folder and then renamed into place would otherwise keep the
+    staging folder in its history: delta-rs records the folder it wrote to as the CREATE TABLE
+    commit's ``operationParameters.location`` (DESCRIBE HISTORY shows it). Only that field of the
+    staged, not yet published version 0 is rewritten; readers use no other part of commitInfo."""
+    fs, root = pyarrow.fs.FileSystem.from_uri(_table_uri(path))
+    first = f"{root}/_delta_log/{0:020d}.json"
+    if fs.get_file_info(first).type != pyarrow.fs.FileType.File:
+        return
+    with fs.open_input_stream(first) as stream:
+        lines = stream.read().decode("utf-8").splitlines()
+    actions = [json.loads(line) for line in lines if line.strip()]
+    parameters = [a["commitInfo"].get("operationParameters", {}) for a in actions if "commitInfo" in a]
+    if not any("location" in p for p in parameters):
+        return
+    for found in parameters:
+        if "location" in found:
+            found["location"] = location
+    with fs.open_output_stream(first) as stream:
+        stream.write("".join(json.dumps(a, separators=(",", ":")) + "\n" for a in actions).encode("utf-8"))
+
+
 def write_delta(df: DataFrame, path: str, mode: str = "error", overwrite_schema: bool = False) -> None:
     """Writes ``df`` to the Delta table at ``path`` in one commit (one new table version).
 

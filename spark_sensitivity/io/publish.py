@@ -183,6 +183,10 @@ class AtomicOutput:
         """Where a part of the output is written (the staging folder until published)."""
         return f"{self.staging}/{relative}"
 
+    def final_uri(self, relative: str) -> str:
+        """Where a part of the output lives once published, as a fully qualified URI."""
+        return f"{self.uri}/{relative}"
+
     def read_path(self, relative: str) -> str:
         """:meth:`path` escaped for Spark's readers, which treat [, {, * and ? as a pattern."""
         return glob_escape(self.path(relative))

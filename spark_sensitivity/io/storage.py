@@ -65,13 +65,16 @@ def _folder_format(fmt: str) -> str:
     return "parquet" if fmt == "iceberg" else fmt
 
 
-def write_table(df: DataFrame, path: str, fmt: str) -> None:
-    """Writes a new table folder. CSV has no arrays or structs: those columns are written as JSON text."""
+def write_table(df: DataFrame, path: str, fmt: str, location: str | None = None) -> None:
+    """Writes a new table folder. CSV has no arrays or structs: those columns are written as JSON text.
+    ``location``: where a folder written to staging will be published (a Delta table records it)."""
     fmt = _folder_format(fmt)
     if fmt == "delta":
-        from spark_sensitivity.io.delta import write_delta
+        from spark_sensitivity.io.delta import record_location, write_delta
 
         write_delta(df, path)
+        if location is not None:
+            record_location(path, location)
         return
     if fmt == "csv":
         flat = (

@@ -10,7 +10,6 @@ from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import (
     DefaultParamsReader,
-    DefaultParamsWriter,
     MLReadable,
     MLReader,
     MLWritable,
@@ -21,6 +20,7 @@ from pyspark.sql import DataFrame
 from spark_sensitivity.core import cluster, torchkernel, whiten
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
+from spark_sensitivity.ml.persistence import ParamsWriter
 
 
 class SensitivitySampler(
@@ -186,7 +186,7 @@ class SensitivitySampler(
         return model
 
     def write(self) -> MLWriter:
-        return DefaultParamsWriter(self)
+        return ParamsWriter(self)
 
     @classmethod
     def read(cls) -> MLReader[SensitivitySampler]:

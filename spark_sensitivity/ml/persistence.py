@@ -30,12 +30,36 @@ _MAX_METADATA_BYTES = 1 << 20
 _JSON_NAMES = {str: "string", dict: "object", bool: "true or false"}
 
 
+def replace_saved(spark: SparkSession, path: str, what: str, parts: tuple[str, ...]) -> None:
+    """``write().overwrite()``: deletes ``path`` when it holds ``what`` (each of ``parts``), refuses
+    anything else, through the file system (pyspark's own way needs the JVM, which a Spark Connect
+    client does not have)."""
+    files = files_for(spark, path)
+    where = path.removeprefix("file:") if isinstance(files, LocalFiles) else path
+    if not files.exists(where):
+        return
+    if not files.is_dir(where) or not all(files.exists(f"{where.rstrip('/')}/{part}") for part in parts):
+        raise FileExistsError(f"{where} exists and is not {what}; overwrite() replaces only {what}")
+    files.delete(where)
+
+
+class ParamsWriter(DefaultParamsWriter):
+    """pyspark's writer of Params-only instances (the Estimator), with an overwrite() that also
+    works over Spark Connect."""
+
+    def _handleOverwrite(self, path: str) -> None:
+        replace_saved(self.sparkSession, path, "a saved estimator", (_METADATA,))
+
+
 class ModelWriter(MLWriter):
     """Writes a ``SensitivitySamplerModel`` (passed in, so this module need not import it)."""
 
     def __init__(self, instance: Any):
         super().__init__()
         self.instance = instance
+
+    def _handleOverwrite(self, path: str) -> None:
+        replace_saved(self.sparkSession, path, "a saved model", (_METADATA, "data"))
 
     def saveImpl(self, path: str) -> None:
         model = self.instance

@@ -44,13 +44,17 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         kind=dict,
         flag="--catalog-option",
     )
-    sample_size: int = setting(
+    sample_size: int | tuple[int, ...] = setting(
         help="m, the number of rows to pick: exact draws with replacement for sensitivity (a row drawn "
-        "c times appears once with count c), distinct rows for the other strategies",
+        "c times appears once with count c), distinct rows for the other strategies. Several sizes, "
+        "comma-separated (100,400,1600), are drawn from one k-means fit into one subset/ table with a "
+        "sample_size column (not with representatives or --mode loss-aware)",
         group=CLUSTERING,
         kind=int,
         low=1,
         high=MAX_SAMPLE_SIZE,
+        several=True,
+        metavar="M[,M...]",
     )
     k: int | None = restated(
         ClusteringFields,
@@ -126,6 +130,12 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         None,
         "with --report: a numeric per-row loss column; the report compares its true mean (one more "
         "pass) with the subset's weighted estimates",
+        group=OUTPUT,
+    )
+    report_col: str | None = setting(
+        None,
+        "with --report: a column shown beside each cluster's example rows (a text, a label, a file "
+        "name; default: --text-col when the run embeds text)",
         group=OUTPUT,
     )
     mode: str = setting(
@@ -212,6 +222,11 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         kind=dict,
         flag="--embed-option",
     )
+
+    def budgets(self) -> tuple[int, ...]:
+        """The sample sizes of the run, ascending (one unless --sample-size lists several)."""
+        size = self.sample_size
+        return tuple(size) if isinstance(size, (tuple, list)) else (size,)
 
 
 @dataclass(kw_only=True)

@@ -28,6 +28,7 @@ class Setting:
     required: bool = False
     metavar: str | None = None
     argname: str | None = None  # the argparse name (and config-file key) when not the flag's
+    several: bool = False  # also takes a comma-separated list of values, as an ascending tuple
 
     @property
     def option(self) -> str:
@@ -43,6 +44,8 @@ class Setting:
         user wrote the value."""
         if value is None or self.kind in (bool, dict, str) and self.choices is None:
             return None
+        if self.several and isinstance(value, tuple):
+            return next(filter(None, (self.problem(one) for one in value)), None)
         if self.choices is not None:
             if value not in self.choices:
                 return f"must be one of {', '.join(map(str, self.choices))}, got {value!r}"
@@ -69,7 +72,13 @@ class Setting:
         return value
 
     def parse(self, text: str) -> Any:
-        """The value of a command-line or config-file string; ValueError with a short reason."""
+        """The value of a command-line or config-file string; ValueError with a short reason. A
+        setting that takes ``several`` values reads "100,400,1600" as the tuple (100, 400, 1600)."""
+        if self.several and "," in text:
+            values = tuple(self.parse(part.strip()) for part in text.split(","))
+            if len(set(values)) < len(values):
+                raise ValueError(f"lists a value twice: {text!r}")
+            return tuple(sorted(values))
         try:
             value = self.kind(text)
         except ValueError:

@@ -31,13 +31,17 @@ def suggested_k(n: int, m: int) -> int:
     return max(1, min(m // _DRAWS_PER_CLUSTER, int(math.sqrt(n))))
 
 
-def auto_plan(k_given: int | None, n: int, m: int) -> str:
-    """What ``auto`` will do, from what the dry run knows (n, m, k); the clusters decide the rest."""
+def auto_plan(k_given: int | None, n: int, m: int, shared_k: int | None = None) -> str:
+    """What ``auto`` will do, from what the dry run knows (n, m, k); the clusters decide the rest.
+    ``shared_k``: the k of the one fit that several sample sizes share, when m is not the smallest."""
     planned, k = strategies.plan_auto(k_given, m, n)
+    if shared_k is not None and shared_k != k:
+        planned, k = strategies.STRATIFIED, shared_k
     if planned == strategies.STRATIFIED:
         return (
-            f"auto will choose stratified with k = {k} because {strategies.planned_reason(k_given, m, n)} "
-            "(sensitivity instead should m exceed n or the non-empty clusters)"
+            f"auto will choose stratified with k = {k} because "
+            f"{strategies.planned_reason(k_given, m, n, k)} (sensitivity instead should m exceed n or "
+            "the non-empty clusters)"
         )
     return (
         f"auto will fit k = m = {k} clusters and choose representatives (n / m = {n / m:.0f} >= "
@@ -45,6 +49,18 @@ def auto_plan(k_given: int | None, n: int, m: int) -> str:
         f"less than {AUTO_MIN_EXPLAINED_SHARE:.0%} of the embeddings' spread, then stratified (one uniform "
         "row per cluster); with --pilot-losses the one with the lowest forecast error"
     )
+
+
+def _auto_plans(k_given: int | None, n: int, budgets: tuple[int, ...], k: int) -> str | dict[str, str]:
+    """auto's plan for the one sample size, or by sample size when several share one fit."""
+    if len(budgets) == 1:
+        return auto_plan(k_given, n, budgets[0])
+    return {str(m): auto_plan(k_given, n, m, shared_k=k) for m in budgets}
+
+
+def _planned_for(strategy: str, k: int, m: int) -> str:
+    """The planned strategy of one sample size: auto's representatives plan serves only m = k."""
+    return strategies.STRATIFIED if strategy == strategies.REPRESENTATIVES and m != k else strategy
 
 
 def _sample_stage(strategy: str, k: int, m: int) -> str:
@@ -82,10 +98,11 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     first = df.select(F.size(vector_values(df, config.vector_col)).alias("d")).where("d > 0").first()
     if first is None:
         raise ValueError(f"embedding column {config.vector_col!r} has no non-empty value")
+    budgets = config.budgets()
     if requested == strategies.AUTO and config.strategy == strategies.REPRESENTATIVES:
-        strategy, k = strategies.plan_auto(k_given, config.sample_size, n)
+        strategy, k = strategies.plan_auto(k_given, budgets[0], n)
         config = dataclasses.replace(config, strategy=strategy, k=k)
-    d, k, m = int(first["d"]), config.k, config.sample_size
+    d, k, m = int(first["d"]), config.k, budgets[-1]
     fraction = fit_fraction(config.fit_fraction, config.points_per_center, k, lambda: n)
     fit_rows = int(n * fraction)
     batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
@@ -109,17 +126,17 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
             "n": n,
             "d": d,
             "k": k,
-            "m": m,
+            "m": m if len(budgets) == 1 else list(budgets),
             "strategy_requested": requested,
             "strategy": config.strategy,
-            "auto_plan": auto_plan(k_given, n, m) if requested == strategies.AUTO else None,
+            "auto_plan": _auto_plans(k_given, n, budgets, k) if requested == strategies.AUTO else None,
             "stages": [
                 f"read: count {n} rows",
                 f"k-means: {where} on a {fraction:.4g} sample (about {fit_rows} rows, "
                 f"{fit_rows * d * 4 / 2**20:.0f} MiB as float32), "
                 f"at most {config.max_iter} iterations",
                 f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
-                _sample_stage(config.strategy, k, m),
+                *(_sample_stage(_planned_for(config.strategy, k, one), k, one) for one in budgets),
                 "write: subset/, clusters/, manifest.json to a staging folder, then publish by rename",
             ],
             "estimated_work": {

@@ -236,7 +236,15 @@ def read_sources(
 ) -> Sources:
     """The model and the previous subset from one run, and new rows with every column the subset has."""
     lineage.check_same_run(spark, request.model, request.previous_subset)
-    earlier = lineage.inputs_read(lineage.run_manifest(spark, request.model))
+    manifest = lineage.run_manifest(spark, request.model)
+    if manifest is not None and "subsets" in manifest:
+        # Its draws are several subsets' at once: refreshing them together would count them as one.
+        raise ValueError(
+            f"previous subset {request.previous_subset} holds several sample sizes (column "
+            f"{sample.BUDGET_COL!r}); refresh works on a subset of one sample size: select again with "
+            "the one you keep"
+        )
+    earlier = lineage.inputs_read(manifest)
     previous, old_draws, version = _previous_subset(
         spark, request.previous_subset, request.subset_format, model.getIdCol()
     )
@@ -315,7 +323,7 @@ def write_union(
     # The subset keeps its schema (a Delta table demands it): new columns take the old types.
     new_part = drawn.select(*[F.col(c).cast(previous.schema[c].dataType) for c in previous.columns])
     expected_rows = previous.count() + new_part.count()
-    write_table(previous.unionByName(new_part), out.path("subset"), fmt)
+    write_table(previous.unionByName(new_part), out.path("subset"), fmt, out.final_uri("subset"))
     union = read_table(spark, out.path("subset"), fmt)
     weight_sum = _check_union(union, id_col, draws, expected_rows)
     return {"subset_rows": expected_rows, "sum_of_weights": weight_sum}

@@ -12,14 +12,14 @@ import math
 from typing import Any
 
 import numpy as np
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from spark_sensitivity.core import rowrandom, score
 from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import CLUSTER_COL
-from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
+from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sample import BUDGET_COL, COUNT_COL, WEIGHT_COL
 from spark_sensitivity.core.score import SENSITIVITY_COL
 from spark_sensitivity.core.vectors import parse_text_vectors, vector_values
 from spark_sensitivity.io.publish import AtomicOutput
@@ -29,6 +29,11 @@ from spark_sensitivity.workflows.report_render import LossComparison, ReportData
 
 REPORT_DIR = "report"
 _VALUES = "__ss_report_vector"
+_RANK = "__ss_report_rank"
+# The report's example rows: the few nearest the center in each of the largest clusters.
+EXAMPLE_CLUSTERS = 20
+EXAMPLES_PER_CLUSTER = 3
+EXAMPLE_CHARS = 160
 
 
 def check_loss_column(df: DataFrame, loss_col: str) -> None:
@@ -52,6 +57,7 @@ def write_report(
     loss_col: str | None = None,
     seed: int = 0,
     max_points: int = 20_000,
+    example_col: str | None = None,
 ) -> None:
     """Writes report/index.html and its PNG figures into the staged output, next to subset/."""
     report = gather(
@@ -65,6 +71,7 @@ def write_report(
         loss_col=loss_col,
         seed=seed,
         max_points=max_points,
+        example_col=example_col,
     )
     for name, content in render(report).items():
         output.write_bytes(f"{REPORT_DIR}/{name}", content)
@@ -82,6 +89,7 @@ def gather(
     loss_col: str | None = None,
     seed: int = 0,
     max_points: int = 20_000,
+    example_col: str | None = None,
 ) -> ReportData:
     """The report's numbers, from the staged outputs and bounded samples of the input."""
     if max_points < 1:
@@ -98,6 +106,8 @@ def gather(
 
     subset_format = manifest.get("parameters", {}).get("output_format", "parquet")
     subset = parse_text_vectors(read_table(spark, output.path("subset"), subset_format), vector_col)
+    if BUDGET_COL in manifest:  # a run of several sample sizes: the one the report shows
+        subset = subset.where(F.col(BUDGET_COL) == manifest[BUDGET_COL]).drop(BUDGET_COL)
     draws, weights, weighted_loss, subset_rows = _per_cluster(subset, len(centers), loss_col)
 
     scorer = model.copy({model.featuresCol: vector_col})
@@ -142,7 +152,34 @@ def gather(
         loss=loss,
         forecast=manifest.get("forecast"),
         run_facts=_run_facts(manifest),
+        examples=cluster_examples(subset, sizes, id_col, example_col),
+        example_col=example_col,
     )
+
+
+def cluster_examples(
+    subset: DataFrame, sizes: np.ndarray, id_col: str, example_col: str | None
+) -> dict[int, list[tuple[str, str]]]:
+    """Up to EXAMPLES_PER_CLUSTER selected rows of each of the EXAMPLE_CLUSTERS largest clusters,
+    the nearest to the center first, as (id, ``example_col``'s value cut to EXAMPLE_CHARS, or '')."""
+    if example_col is not None and example_col not in subset.columns:
+        raise ValueError(
+            f"--report-col {example_col!r} is not a column of subset/ (columns: {', '.join(subset.columns)})"
+        )
+    largest = [int(j) for j in np.argsort(-sizes, kind="stable")[:EXAMPLE_CLUSTERS] if sizes[j] > 0]
+    order = Window.partitionBy(CLUSTER_COL).orderBy(F.col(COST_COL), F.col(id_col))
+    shown = F.substring(F.col(example_col).cast("string"), 1, EXAMPLE_CHARS) if example_col else F.lit("")
+    rows = (
+        subset.where(F.col(CLUSTER_COL).isin(largest))
+        .withColumn(_RANK, F.row_number().over(order))
+        .where(F.col(_RANK) <= EXAMPLES_PER_CLUSTER)
+        .select(CLUSTER_COL, _RANK, F.col(id_col).cast("string").alias("id"), shown.alias("shown"))
+        .collect()
+    )
+    examples: dict[int, list[tuple[str, str]]] = {}
+    for row in sorted(rows, key=lambda row: (row[CLUSTER_COL], row[_RANK])):
+        examples.setdefault(row[CLUSTER_COL], []).append((row["id"], row["shown"] or ""))
+    return examples
 
 
 def _staged_clusters(spark: SparkSession, output: AtomicOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -258,7 +295,10 @@ def _run_facts(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         ("k-means iterations", fit.get("kmeans_iterations")),
         ("rows skipped for an invalid embedding", manifest.get("invalid_rows")),
         ("near-duplicates removed before selection", _dedup_fact(manifest.get("dedup"))),
-        ("selection time in seconds", manifest.get("timings", {}).get("total_seconds")),
+        (
+            "seconds from reading the input to the checked subset (before this report and publishing)",
+            manifest.get("timings", {}).get("total_seconds"),
+        ),
         ("created", manifest.get("created")),
         ("spark-sensitivity version", versions.get("spark_sensitivity")),
         ("Spark version", versions.get("spark")),
@@ -272,6 +312,9 @@ def _strategy_fact(manifest: dict[str, Any]) -> str | None:
     if used is None:
         return None
     text = f"{used}, k = {manifest.get('k_used', manifest.get('k'))}"
+    if BUDGET_COL in manifest:
+        sizes = ", ".join(str(part["sample_size"]) for part in manifest["subsets"])
+        text += f" for sample size {manifest[BUDGET_COL]}, the largest of this run's ({sizes}), which this report shows"
     reason = manifest.get("auto_reason")
     return f"{text} ({reason})" if reason else f"{text}, as requested"
 

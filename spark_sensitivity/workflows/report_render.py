@@ -80,6 +80,8 @@ class ReportData:
     loss: LossComparison | None = None
     forecast: dict | None = None  # the manifest's forecast section
     run_facts: list[tuple[str, str]] = field(default_factory=list)
+    examples: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # cluster: (id, shown)
+    example_col: str | None = None
 
 
 def render(data: ReportData) -> dict[str, bytes]:
@@ -314,6 +316,27 @@ def _clusters_table(data: ReportData) -> str:
     return f'<table id="clusters">{header}{body}</table>{note}'
 
 
+def _examples_table(data: ReportData) -> list[str]:
+    """A few selected rows of each of the largest clusters, nearest the center first."""
+    if not data.examples:
+        return []
+    column = f" and its <code>{html.escape(data.example_col)}</code>" if data.example_col else ""
+    rows = "".join(
+        f'<tr><td>{j}</td><td>{data.cluster_sizes[j]:,}</td><td class="examples">'
+        + "<br>".join(
+            html.escape(f"{ident}: {shown}" if data.example_col else ident) for ident, shown in shown_rows
+        )
+        + "</td></tr>"
+        for j, shown_rows in data.examples.items()
+    )
+    return [
+        "<h2>Example rows per cluster</h2>",
+        f"<p>The selected rows nearest each center in the {len(data.examples)} largest clusters: the id{column}"
+        " (--report-col names the column shown).</p>",
+        f'<table id="examples"><tr><th>cluster</th><th>rows n_j</th><th>selected rows</th></tr>{rows}</table>',
+    ]
+
+
 def _figure(name: str, alt: str, caption: str) -> str:
     width, height = (int(FIGURE_SIZE[0] * FIGURE_DPI), int(FIGURE_SIZE[1] * FIGURE_DPI))
     return (
@@ -327,10 +350,30 @@ body { font-family: sans-serif; margin: 2em auto; max-width: 60em; color: #222; 
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
 th[scope=row] { text-align: left; font-weight: normal; }
+td.examples { text-align: left; }
 figure { margin: 1em 0 2em; }
 figcaption { color: #555; max-width: 50em; }
 img { max-width: 100%; height: auto; }
 """
+
+
+def _shares_caption(data: ReportData) -> str:
+    """What the shares figure shows; only per-cluster weights summing to n_j put the crosses on the line."""
+    nonempty = max(int((data.cluster_sizes > 0).sum()), 1)
+    exact = np.allclose(data.cluster_weights, data.cluster_sizes, rtol=1e-9)
+    weights = (
+        "the weights bring each cluster back to its share exactly (crosses on the line: each "
+        "cluster's weights sum to its size)"
+        if exact
+        else f"the weights bring each cluster back to its share on average; with random draws the crosses "
+        f"scatter around the line, the more so the fewer draws a cluster gets (here {data.m / nonempty:.1f} "
+        "per non-empty cluster on average)"
+    )
+    return (
+        "Each cluster's share of the data against its share of the draws (dots) and of the weights "
+        "(crosses). Sensitivity sampling draws small and costly clusters more often than their share "
+        f"(dots above the line); {weights}."
+    )
 
 
 def _page(data: ReportData) -> str:
@@ -361,8 +404,7 @@ def _page(data: ReportData) -> str:
         _figure(
             "cluster_shares.png",
             "each cluster's share of the data vs of the sample",
-            "Sensitivity sampling draws small and costly clusters more often than their share of the data "
-            "(dots above the line); the weights bring each cluster back to its share (crosses on the line).",
+            _shares_caption(data),
         ),
         _figure(
             "sensitivity.png",
@@ -377,6 +419,7 @@ def _page(data: ReportData) -> str:
         ),
         "<h2>Clusters</h2>",
         _clusters_table(data),
+        *_examples_table(data),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import logging
 import time
@@ -20,6 +21,7 @@ from pyspark.sql import functions as F
 from spark_sensitivity import settings
 from spark_sensitivity.core import strategies
 from spark_sensitivity.core.forecast_inputs import PilotRows
+from spark_sensitivity.core.sample import BUDGET_COL
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.io import progress
@@ -75,7 +77,9 @@ def resolve_strategy(config: SelectConfig) -> SelectConfig:
     if config.mode == "loss-aware" and config.strategy not in allowed:
         raise ValueError(f"--mode loss-aware cannot be combined with --strategy {config.strategy}")
     requested = strategies.LOSS_AWARE if loss_aware else config.strategy
-    strategy, k = strategies.resolve(requested, config.k, config.sample_size)
+    if loss_aware and len(config.budgets()) > 1:
+        raise ValueError("--mode loss-aware takes one --sample-size (round 2 draws from round 1's plan)")
+    strategy, k = strategies.resolve_budgets(requested, config.k, config.budgets())
     return dataclasses.replace(
         config, strategy=strategy, k=k, mode="loss-aware" if loss_aware else config.mode
     )
@@ -136,8 +140,9 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
         raise ValueError("--rep-losses needs --mode loss-aware")
     if config.whiten and config.mode == "loss-aware":
         raise ValueError("--whiten does not work with --mode loss-aware (it scores unwhitened distances)")
-    if config.loss_col is not None and not config.report:
-        raise ValueError("--loss-col is used by the report only; add --report")
+    for flag, value in (("--loss-col", config.loss_col), ("--report-col", config.report_col)):
+        if value is not None and not config.report:
+            raise ValueError(f"{flag} is used by the report only; add --report")
     round1 = lossaware_select.check_flags(spark, config)
     if config.report:
         # The report needs matplotlib (the 'report' extra), the selection does not: fail now.
@@ -148,7 +153,7 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig
         "inputs": [recorded_input(spark, config.input, config.format)],
         "seed": config.seed,
         "k": config.k,
-        "m": config.sample_size,
+        "m": config.sample_size if len(config.budgets()) == 1 else list(config.budgets()),
         "mode": config.mode,
         "strategy": config.strategy,
         "strategy_requested": requested_strategy,
@@ -236,8 +241,9 @@ def size_auto_plan(config: SelectConfig, df: DataFrame, run: Facts) -> tuple[Sel
     if not, k-means fits the stratified plan's k instead (``strategies.plan_auto``)."""
     if run["strategy_requested"] != strategies.AUTO or config.strategy != strategies.REPRESENTATIVES:
         return config, run
-    rows = df.limit(AUTO_MIN_ROWS_PER_REPRESENTATIVE * config.sample_size).count()
-    strategy, k = strategies.plan_auto(run["k_requested"], config.sample_size, rows)
+    smallest = config.budgets()[0]
+    rows = df.limit(AUTO_MIN_ROWS_PER_REPRESENTATIVE * smallest).count()
+    strategy, k = strategies.plan_auto(run["k_requested"], smallest, rows)
     if strategy == config.strategy:
         return config, run
     config = dataclasses.replace(config, strategy=strategy, k=k)
@@ -347,6 +353,46 @@ def draw(
     )
 
 
+def draw_all(
+    spark: SparkSession,
+    config: SelectConfig,
+    model: SensitivitySamplerModel,
+    df: DataFrame,
+    out: AtomicOutput,
+    round1: str | None,
+    cleanup: contextlib.ExitStack,
+    run: Facts,
+) -> tuple[DataFrame, int, Facts]:
+    """:func:`draw` for each sample size of the run, from the one fitted model. Several sizes give
+    one table whose BUDGET_COL names each row's size, and a manifest section ``subsets`` with each
+    size's strategy, k, reason, draws and rows (the same seed for every size)."""
+    budgets = config.budgets()
+    if len(budgets) == 1:
+        return draw(spark, config, model, df, out, round1, cleanup, run)
+    if BUDGET_COL in df.columns:
+        raise ValueError(
+            f"the input has a column {BUDGET_COL!r}, the name of the column that tells the sample sizes "
+            "apart when --sample-size lists several: rename it, or give one sample size"
+        )
+    parts, subsets, seconds = [], [], 0.0
+    for m in budgets:
+        one = dataclasses.replace(config, sample_size=m)
+        subset, rows, facts = draw(spark, one, model, df, out, round1, cleanup, run)
+        seconds += facts.pop("timings")["sample_seconds"]
+        draws = model.lastSampleInfo.get("draws", m)
+        subsets.append({"sample_size": m, "draws": draws, "subset_rows": rows, **facts})
+        parts.append(subset.withColumn(BUDGET_COL, F.lit(m)))
+    union = functools.reduce(DataFrame.unionByName, parts)
+    return (
+        union,
+        sum(part["subset_rows"] for part in subsets),
+        {
+            "subsets": subsets,
+            "timings": {"sample_seconds": round(seconds, 3)},
+        },
+    )
+
+
 def write_and_verify(
     spark: SparkSession,
     config: SelectConfig,
@@ -355,19 +401,31 @@ def write_and_verify(
     drawn_rows: int,
     out: AtomicOutput,
     started: float,
+    subsets: list[Facts] | None = None,
 ) -> tuple[DataFrame, Facts]:
-    """Stages subset/, clusters/ and model/, and reads the subset back to check it."""
+    """Stages subset/, clusters/ and model/, and reads the subset back to check it (each sample
+    size's part, when ``subsets`` lists several: their facts come back with their sum of weights)."""
     tick = time.perf_counter()
-    write_table(subset, out.path("subset"), config.output_format)
+    write_table(subset, out.path("subset"), config.output_format, out.final_uri("subset"))
     model.clustersFrame(spark).coalesce(1).write.parquet(out.path("clusters"))
     # The model (centers and cluster statistics) lets `refresh` add new rows later.
     model.write().save(out.path("model"))
     written = read_table(spark, out.path("subset"), config.output_format)
-    draws = model.lastSampleInfo.get("draws", config.sample_size)
-    rows, weight_sum = check_written(written, config.id_col, drawn_rows, draws)
-    timings = {"write_seconds": _seconds_since(tick), "total_seconds": _seconds_since(started)}
-    log.info("stage write: %d rows, %.1f s", rows, timings["write_seconds"])
-    return written, {"subset_rows": rows, "sum_of_weights": weight_sum, "timings": timings}
+    timings = {"write_seconds": 0.0, "total_seconds": 0.0}
+    if subsets is None:
+        draws = model.lastSampleInfo.get("draws", config.sample_size)
+        rows, weight_sum = check_written(written, config.id_col, drawn_rows, draws)
+        facts: Facts = {"subset_rows": rows, "sum_of_weights": weight_sum, "timings": timings}
+    else:
+        checked = []
+        for part in subsets:
+            one = written.where(F.col(BUDGET_COL) == part["sample_size"])
+            _, weight_sum = check_written(one, config.id_col, part["subset_rows"], part["draws"])
+            checked.append({**part, "sum_of_weights": weight_sum})
+        facts = {"subset_rows": drawn_rows, "subsets": checked, "timings": timings}
+    timings.update(write_seconds=_seconds_since(tick), total_seconds=_seconds_since(started))
+    log.info("stage write: %d rows, %.1f s", drawn_rows, timings["write_seconds"])
+    return written, facts
 
 
 def add_report(
@@ -382,6 +440,9 @@ def add_report(
     from spark_sensitivity.workflows.report import write_report
 
     tick = time.perf_counter()
+    if "subsets" in manifest:  # several sample sizes: the report shows the largest
+        largest = manifest["subsets"][-1]
+        manifest = {**manifest, **largest, BUDGET_COL: largest["sample_size"]}
     write_report(
         spark,
         output=out,
@@ -392,6 +453,7 @@ def add_report(
         manifest=manifest,
         loss_col=config.loss_col,
         seed=config.seed,
+        example_col=config.report_col or config.text_col,
     )
     return {"report": "report/index.html", "timings": {"report_seconds": _seconds_since(tick)}}
 
@@ -414,7 +476,8 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
     ):
         lake = open_tables(spark, config, job)
         started = time.perf_counter()
-        log.info("run %s: %d draws from %s", config.run_id, config.sample_size, redact_text(config.input))
+        sizes = ", ".join(map(str, config.budgets()))
+        log.info("run %s: sample size %s from %s", config.run_id, sizes, redact_text(config.input))
         df, read = read_rows(spark, config, job.output, cleanup, started)
         config, run = size_auto_plan(config, df, run)
         with progress.stage(spark, f"fit (k-means with k = {config.k}, then every row assigned)"):
@@ -426,9 +489,11 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
             )
             return job.manifest
         with progress.stage(spark, "sample"):
-            subset, drawn_rows, drawn = draw(spark, config, model, df, job.output, round1, cleanup, run)
+            subset, drawn_rows, drawn = draw_all(spark, config, model, df, job.output, round1, cleanup, run)
         with progress.stage(spark, "write", rows=drawn_rows):
-            written, wrote = write_and_verify(spark, config, model, subset, drawn_rows, job.output, started)
+            written, wrote = write_and_verify(
+                spark, config, model, subset, drawn_rows, job.output, started, drawn.pop("subsets", None)
+            )
         provenance = {"versions": versions(spark), "created": utc_timestamp()}
         job.manifest = redact(assemble(run, read, fitted, drawn, wrote, provenance))
         if config.report:
