@@ -55,7 +55,8 @@ The losses are unknown; two sources stand in for them:
   Fashion-MNIST; this form forecast 1.1x (docs/FORECAST.md): it errs on the cautious side.
 
 Intervals: 95 % percentile bootstrap, rescaled so that the replicates' median is the point
-forecast (a resampled pilot repeats rows, which biases per-cluster variances down), over the pilot rows, or over the clusters (each replicate
+forecast (a resampled pilot repeats rows, which biases per-cluster variances down) and widened on
+the log scale by INTERVAL_WIDENING, over the pilot rows, or over the clusters (each replicate
 draws k clusters with replacement, with their sizes, representatives' losses and semivariogram
 pairs). See docs/FORECAST.md for the validation.
 """
@@ -81,6 +82,13 @@ SCHEME_OF = {
     "prototypes": "prototypes",
 }
 BOOTSTRAP_ROUNDS = 200
+# Each end of a bootstrap interval, as a ratio to the point forecast, is raised to this power (the
+# interval widened on the log scale). Over 100 pilots of 500 rows the plain percentile interval held
+# the exact RMSE in 89 % of cases for sensitivity and uniform on Fashion-MNIST's heavy-tailed losses
+# (93-95 % on synthetic ones): a pilot that misses the tail cannot show it. 1.5 is the smallest tried
+# (1.25, 1.5, ...) that held >= 95 % on both; docs/FORECAST.md ("Coverage") has the check on a third
+# data set that did not set it.
+INTERVAL_WIDENING = 1.5
 NEIGHBOURS = 5
 
 
@@ -204,8 +212,8 @@ def _interval(point: list[float | None], replicates: np.ndarray) -> list[tuple[f
         if value is None or median <= 0:
             out.append((None, None))
         else:
-            low, high = np.percentile(column, [2.5, 97.5])
-            out.append((float(value * low / median), float(value * high / median)))
+            low, high = np.percentile(column, [2.5, 97.5]) / median
+            out.append((float(value * low**INTERVAL_WIDENING), float(value * high**INTERVAL_WIDENING)))
     return out
 
 

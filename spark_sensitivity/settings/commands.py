@@ -194,7 +194,9 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         None,
         "table of id and loss for a uniform random pilot of rows you scored: forecast the RMSE of the "
         "mean loss estimate of sensitivity, stratified and uniform sampling at --sample-size "
-        "(loss-aware round 2 forecasts from the representatives' losses without it)",
+        "(loss-aware round 2 forecasts from the representatives' losses without it); a few hundred "
+        "rows give the point forecast, 2,000 or more keep the 95 % interval honest for a heavy-tailed "
+        "loss (docs/FORECAST.md)",
         group=FORECAST,
     )
     pilot_losses_format: str = setting(
