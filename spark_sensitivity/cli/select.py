@@ -23,6 +23,7 @@ GROUPS = (
     settings.OUTPUT,
     settings.LOSS_AWARE_GROUP,
     settings.FORECAST,
+    settings.TARGET,
     settings.EMBEDDING,
     settings.DEDUP,
 )

@@ -8,8 +8,10 @@ import numpy as np
 from pyspark.ml import Model
 from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from spark_sensitivity.core import cluster, sample, score, strategies
+from spark_sensitivity.core import target as target_draws
 from spark_sensitivity.core.assigned import AssignedRows
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.whiten import assign_whitened, whitened
@@ -60,7 +62,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         self._whitening = whitening
         self._info: dict[str, Any] = {}
         self._summary: SensitivitySamplerSummary | None = None
-        self._last_sample_info: dict[str, int] = {}
+        self._last_sample_info: dict[str, Any] = {}
 
     @classmethod
     def fromClusters(
@@ -104,7 +106,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         return dict(self._info)
 
     @property
-    def lastSampleInfo(self) -> dict[str, int]:
+    def lastSampleInfo(self) -> dict[str, Any]:
         """Of the last :meth:`sample`: Poisson candidates drawn and attempts needed (usually 1)."""
         return dict(self._last_sample_info)
 
@@ -167,6 +169,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         seed: int | None = None,
         dataset: DataFrame | None = None,
         dropColumns: tuple[str, ...] = (),
+        target: DataFrame | None = None,
     ) -> DataFrame:
         """Exactly ``sampleSize`` i.i.d. draws with replacement, with probability s_i / sum(s), or, with
         another ``strategy``, the rows that strategy picks (count 1, weight n_j / m_j).
@@ -177,7 +180,16 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         drawn id: the input's columns (less ``dropColumns``) plus cluster_id, cost, sensitivity,
         probability, count and weight = count / (sampleSize * probability). The result is
         persisted; it has at most sampleSize rows.
+
+        With ``target`` (rows of what the subset should look like, with the ``featuresCol``
+        embedding; ids optional), the draws follow the target's shares of the clusters instead,
+        uniform within each cluster (strategy stratified or auto) or by sensitivity (strategy
+        sensitivity), with weights whose sum(weight * f) / sum(weight) estimates the target's mean of
+        f (``core.target``); ``lastSampleInfo["target"]`` then holds coverage, divergence, effective
+        sample size and thin clusters.
         """
+        if target is not None:
+            return self._sample_target(sampleSize, seed, dataset, dropColumns, target)
         id_col = self.getIdCol()
         seed = self.getSeed() if seed is None else seed
         if sampleSize < 1:
@@ -199,6 +211,63 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         finally:
             rows.release()
         return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
+
+    def _sample_target(
+        self,
+        sampleSize: int,
+        seed: int | None,
+        dataset: DataFrame | None,
+        dropColumns: tuple[str, ...],
+        target: DataFrame,
+    ) -> DataFrame:
+        """:meth:`sample` with a target (its docstring)."""
+        id_col, seed = self.getIdCol(), self.getSeed() if seed is None else seed
+        sample.check_draws(sampleSize)
+        within = self.getStrategy()
+        if within not in (strategies.SENSITIVITY, strategies.STRATIFIED, strategies.AUTO):
+            raise ValueError(
+                f"strategy {within} does not draw to a target: use stratified or auto (uniform within "
+                "each cluster) or sensitivity"
+            )
+        if dataset is not None:
+            self.validate_input(dataset)
+        aimed = self._assign_target(target)
+        rows = self.assignedRows(dataset)
+        try:
+            fit = target_draws.fit_target(
+                aimed.assigned, target_draws.lake_radius(rows.assigned, self.getK())
+            )
+            if fit.total == 0:
+                raise ValueError("the target has no rows")
+            quotas = target_draws.target_quotas(fit.rows, rows.stats.sizes, sampleSize)
+            if within == strategies.SENSITIVITY:
+                scored = rows.assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
+                columns = target_draws.draw_sensitivity(scored, rows.stats, fit, quotas).frame.drop(
+                    sample.HASH_COL
+                )
+            else:
+                columns = target_draws.draw_uniform(rows.assigned, rows.stats, fit, quotas, seed, id_col)
+            facts = target_draws.target_facts(rows.stats, fit, quotas, columns)
+            self._last_sample_info = {"draws": sampleSize, "target": facts}
+        finally:
+            rows.release()
+            aimed.release()
+        return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
+
+    def _assign_target(self, target: DataFrame) -> AssignedRows:
+        """The target's rows assigned to the centers (an id made up when it has none); invalid or
+        wrongly sized embeddings fail with the target named."""
+        vector_col, id_col = self.getFeaturesCol(), self.getIdCol()
+        if vector_col not in target.columns:
+            raise ValueError(
+                f"the target has no column {vector_col!r} (columns: {', '.join(target.columns)})"
+            )
+        if id_col not in target.columns:
+            target = target.withColumn(id_col, F.monotonically_increasing_id())
+        try:
+            return self.assignedRows(target.select(id_col, vector_col), onInvalid="fail")
+        except ValueError as error:
+            raise ValueError(f"target: {error}") from None
 
     def write(self) -> MLWriter:
         return ModelWriter(self)

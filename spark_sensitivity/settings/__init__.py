@@ -40,6 +40,7 @@ from spark_sensitivity.settings.choices import (
     SENSITIVITY,
     STRATEGIES,
     STRATIFIED,
+    TARGET,
 )
 from spark_sensitivity.settings.commands import DedupConfig, SelectConfig, param_settings
 from spark_sensitivity.settings.declaration import Setting, check_settings, setting, settings_of
@@ -61,6 +62,7 @@ __all__ = [
     "EMBEDDING",
     "ENGINES",
     "FORECAST",
+    "TARGET",
     "INIT_MODES",
     "INPUT",
     "INPUT_FORMATS",

@@ -23,6 +23,7 @@ from spark_sensitivity.settings.choices import (
     REP_WEIGHTS,
     SELECT_STRATEGIES,
     SENSITIVITY,
+    TARGET,
 )
 from spark_sensitivity.settings.declaration import Setting, restated, setting, settings_of
 from spark_sensitivity.settings.shared import (
@@ -203,6 +204,22 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
         "parquet", "format of --pilot-losses", group=FORECAST, choices=INPUT_FORMATS
     )
     pilot_loss_col: str = setting("loss", "loss column of --pilot-losses", group=FORECAST)
+    target: str | None = setting(
+        None,
+        "rows of what the subset should look like (a few hundred to a few thousand: your domain, "
+        "your product's traffic): they are assigned to the clusters fitted on --input, the draws "
+        "follow their cluster shares (uniform within each cluster; by sensitivity with --strategy "
+        "sensitivity) and sum(weight * f) / sum(weight) estimates their mean of f; with --embedder "
+        "they are embedded as the input is",
+        group=TARGET,
+    )
+    target_format: str = setting("parquet", "format of --target", group=TARGET, choices=INPUT_FORMATS)
+    target_options: dict[str, str] = setting(
+        help="a reader option for --target, repeatable", group=TARGET, kind=dict, flag="--target-option"
+    )
+    target_vector_col: str | None = setting(
+        None, "embedding column of --target (default: --vector-col)", group=TARGET
+    )
     embedder: str | None = setting(
         None,
         "embed the rows first: sentence-transformers, hashing, image-pca, efficientnet-lite0, "

@@ -237,6 +237,12 @@ def read_sources(
     """The model and the previous subset from one run, and new rows with every column the subset has."""
     lineage.check_same_run(spark, request.model, request.previous_subset)
     manifest = lineage.run_manifest(spark, request.model)
+    if manifest is not None and "target" in manifest:
+        # Its weights stand for target rows, a new stratum's for input rows: the sum would mean nothing.
+        raise ValueError(
+            f"previous subset {request.previous_subset} was drawn to a --target; refresh adds input "
+            "rows weighted to the input, so select again with the new rows and the target instead"
+        )
     if manifest is not None and "subsets" in manifest:
         # Its draws are several subsets' at once: refreshing them together would count them as one.
         raise ValueError(

@@ -154,7 +154,18 @@ def gather(
         run_facts=_run_facts(manifest),
         examples=cluster_examples(subset, sizes, id_col, example_col),
         example_col=example_col,
+        **_target_counts(manifest.get("target")),
     )
+
+
+def _target_counts(facts: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """The target's rows and uncovered rows per cluster, from the manifest (none without --target)."""
+    if not facts:
+        return {}
+    return {
+        "target_rows": np.asarray(facts["cluster_rows"], dtype=np.int64),
+        "target_uncovered": np.asarray(facts["cluster_uncovered"], dtype=np.int64),
+    }
 
 
 def cluster_examples(

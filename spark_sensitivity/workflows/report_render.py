@@ -81,6 +81,8 @@ class ReportData:
     forecast: dict | None = None  # the manifest's forecast section
     run_facts: list[tuple[str, str]] = field(default_factory=list)
     examples: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # cluster: (id, shown)
+    target_rows: np.ndarray | None = None  # --target: its rows per cluster
+    target_uncovered: np.ndarray | None = None
     example_col: str | None = None
 
 
@@ -316,6 +318,38 @@ def _clusters_table(data: ReportData) -> str:
     return f'<table id="clusters">{header}{body}</table>{note}'
 
 
+def _target_table(data: ReportData) -> list[str]:
+    """--target: the input's, the target's and the draws' shares of the clusters the target uses most."""
+    if data.target_rows is None:
+        return []
+    order = [
+        j
+        for j in np.argsort(-data.target_rows, kind="stable")[:MAX_TABLE_CLUSTERS]
+        if data.target_rows[j] > 0
+    ]
+    n, t, m = max(data.n_valid, 1), max(int(data.target_rows.sum()), 1), max(data.m, 1)
+    uncovered = (
+        data.target_uncovered if data.target_uncovered is not None else np.zeros_like(data.target_rows)
+    )
+    header = (
+        "<tr><th>cluster</th><th>rows n_j</th><th>share of the input</th><th>target rows</th>"
+        "<th>share of the target</th><th>uncovered target rows</th><th>draws</th><th>share of the draws</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td>{j}</td><td>{data.cluster_sizes[j]:,}</td><td>{data.cluster_sizes[j] / n:.2%}</td>"
+        f"<td>{data.target_rows[j]:,}</td><td>{data.target_rows[j] / t:.2%}</td><td>{uncovered[j]:,}</td>"
+        f"<td>{data.cluster_draws[j]:,}</td><td>{data.cluster_draws[j] / m:.2%}</td></tr>"
+        for j in order
+    )
+    return [
+        "<h2>Target: cluster shares</h2>",
+        f"<p>The {len(order)} clusters the target reaches, most of the target first: each one's share of the "
+        "input, of the target and of the draws (which follow the target). Uncovered target rows lie farther "
+        "from their center than 99 % of the input's rows of that cluster.</p>",
+        f'<table id="target">{header}{body}</table>',
+    ]
+
+
 def _examples_table(data: ReportData) -> list[str]:
     """A few selected rows of each of the largest clusters, nearest the center first."""
     if not data.examples:
@@ -419,6 +453,7 @@ def _page(data: ReportData) -> str:
         ),
         "<h2>Clusters</h2>",
         _clusters_table(data),
+        *_target_table(data),
         *_examples_table(data),
     ]
     return (

@@ -23,7 +23,6 @@ from spark_sensitivity.core import strategies
 from spark_sensitivity.core.forecast_inputs import PilotRows
 from spark_sensitivity.core.sample import BUDGET_COL
 from spark_sensitivity.core.vectors import parse_text_vectors
-from spark_sensitivity.embedders import embed_frame
 from spark_sensitivity.io import progress
 from spark_sensitivity.io.lineage import recorded_input
 from spark_sensitivity.io.provenance import utc_timestamp, versions
@@ -41,7 +40,8 @@ from spark_sensitivity.ml.estimator import SensitivitySampler
 from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.settings import SelectConfig
 from spark_sensitivity.settings.choices import AUTO_MIN_ROWS_PER_REPRESENTATIVE
-from spark_sensitivity.workflows import lossaware_select
+from spark_sensitivity.workflows import lossaware_select, target_select
+from spark_sensitivity.workflows.embedding import embed_like_input
 from spark_sensitivity.workflows.forecast import auto_choice, read_pilot, written_forecast
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def input_paths(config: SelectConfig) -> dict[str, str | None]:
         "--rep-losses": config.rep_losses,
         "--pilot-losses": config.pilot_losses,
         "--round1": config.round1,
+        "--target": None if config.target_format in ("table", "iceberg") else config.target,
     }
 
 
@@ -77,6 +78,8 @@ def resolve_strategy(config: SelectConfig) -> SelectConfig:
     if config.mode == "loss-aware" and config.strategy not in allowed:
         raise ValueError(f"--mode loss-aware cannot be combined with --strategy {config.strategy}")
     requested = strategies.LOSS_AWARE if loss_aware else config.strategy
+    if config.target is not None:
+        requested = target_select.target_strategy(config, loss_aware)
     if loss_aware and len(config.budgets()) > 1:
         raise ValueError("--mode loss-aware takes one --sample-size (round 2 draws from round 1's plan)")
     strategy, k = strategies.resolve_budgets(requested, config.k, config.budgets())
@@ -183,17 +186,7 @@ def embed_rows(
     """The input's rows embedded with --embedder (cached: every later pass reads them), and the
     manifest's embedding section."""
     raw = read_input(spark, config.input, config.format, config.input_options, config.catalog_options)
-    embedded, report = embed_frame(
-        raw,
-        embedder=config.embedder,
-        id_col=config.id_col,
-        text_col=config.text_col,
-        image_col=config.image_col,
-        output_col=config.vector_col,
-        batch_size=config.embed_batch_size,
-        on_invalid=config.on_invalid,
-        options=config.embed_options,
-    )
+    embedded, report = embed_like_input(raw, config, config.on_invalid)
     # k-means, the assignment pass and the final join all read the rows: embed them once.
     embedded = embedded.persist(StorageLevel.MEMORY_AND_DISK)
     cleanup.callback(embedded.unpersist)
@@ -326,6 +319,8 @@ def draw(
         subset, facts = lossaware_select.draw_round2(spark, config, model, df, out, round1)
         followed = strategies.AutoChoice(config.strategy, config.k, "auto follows --mode loss-aware")
         facts.update(strategy_facts(followed, run["strategy_requested"]))
+    elif config.target is not None:
+        subset, facts = target_select.draw_to_target(spark, config, model)
     else:
         choice, pilot = choose_strategy(spark, config, run, model)
         model.set(model.strategy, choice.strategy)
@@ -349,7 +344,11 @@ def draw(
     return (
         subset,
         drawn_rows,
-        {**facts, "sampling": model.lastSampleInfo, "timings": {"sample_seconds": sample_seconds}},
+        {
+            **facts,
+            "sampling": {key: value for key, value in model.lastSampleInfo.items() if key != "target"},
+            "timings": {"sample_seconds": sample_seconds},
+        },
     )
 
 
