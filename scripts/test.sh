@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 CONNECT_TESTS=(tests/test_estimator.py tests/test_job.py tests/test_lossaware.py tests/test_refresh.py
-  tests/test_bad_input.py tests/test_determinism.py tests/test_sampling.py tests/test_progress.py)
+  tests/test_bad_input.py tests/test_determinism.py tests/test_sampling.py tests/test_progress.py
+  tests/test_target.py)
 ruff check .
 ruff format --check .
 python -m pytest -q -p no:cacheprovider tests "$@"

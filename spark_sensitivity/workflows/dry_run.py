@@ -137,6 +137,14 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
                 f"at most {config.max_iter} iterations",
                 f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
                 *(_sample_stage(_planned_for(config.strategy, k, one), k, one) for one in budgets),
+                *(
+                    [
+                        f"target: assign the rows of {config.target} to the {k} centers, allocate the draws by "
+                        "their cluster shares, weight them to the target"
+                    ]
+                    if config.target
+                    else []
+                ),  # fmt: skip
                 "write: subset/, clusters/, manifest.json to a staging folder, then publish by rename",
             ],
             "estimated_work": {
