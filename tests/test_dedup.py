@@ -367,3 +367,23 @@ def test_dedup_command_splits_a_giant_cluster(spark, tmp_path, planted_input):
     assert manifest["split_clusters"] >= 1 and manifest["groups"] > 2
     assert manifest["largest_group"] < manifest["largest_cluster"]
     assert manifest["removed_rows"] >= 0.9 * copies
+
+
+def test_a_giant_isotropic_cluster_splits_into_groups_under_the_limit(spark):
+    # Isotropic noise around one mean at d = 384: parts are chosen by direction (cosine to the part
+    # centers), not by Euclidean distance, under which the part center nearest the mean (the
+    # average of the most rows, the shortest vector) would take nearly every row.
+    rng = np.random.default_rng(3)
+    mean = rng.normal(size=384)
+    points = mean / np.linalg.norm(mean) * 4.0 + rng.normal(size=(3_000, 384)) / np.sqrt(384)
+    df = embeddings_frame(spark, points)
+    centers = normalize_rows(points.mean(axis=0, keepdims=True))
+    assigned = assign_neighbors(df, "id", "embedding", centers)
+    sizes = {0: 3_000}
+    parts = split_plan(sizes, 1_000)
+    assert parts == {0: 6}
+    found = split_giant_clusters(assigned, "id", "embedding", 384, sizes, parts, KMeansSettings(k=1, seed=5))
+    grouped = regroup(assigned, "embedding", centers, found)
+    group_sizes = sorted(r[0] for r in grouped.groupBy(GROUP_COL).count().select("count").collect())
+    assert sum(group_sizes) == 3_000 and len(group_sizes) >= 4
+    assert max(group_sizes) <= 1_000, group_sizes

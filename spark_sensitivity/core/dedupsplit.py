@@ -4,14 +4,18 @@ A cluster of more than ``max_cluster_rows`` rows would make one task hold all it
 compare them all pairwise. It is split by a k-means of its own into parts of about half the limit:
 fitted on the executors, one task per giant cluster, on about ``SPLIT_ROWS_PER_PART`` sampled rows
 per part (chosen by a hash of (id, seed), so the split does not depend on partitioning); the driver
-gets only the part centers. Each row of a split cluster then belongs to the group of its nearest
-part. Near-duplicates that land in two parts are not compared by the first stage; with
+gets only the part centers. The parts are fitted on, and rows assigned by, the DIRECTION of a row's
+offset from the cluster's mean (the highest cosine to a part's direction): on rows as they are, a
+cluster that is nearly isotropic noise around its mean in many dimensions gives k-means a few
+singleton parts and one that takes almost every row, since the shared mean dominates every
+distance; offsets from the mean are spread evenly in all directions, so the parts are too. Near-duplicates that land in two parts are not compared by the first stage; with
 ``neighbors=2`` a row also meets its second-nearest part, which finds most of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,20 @@ SPLIT_TARGET_SHARE = 0.5
 _HASH = "__ss_split_hash"
 
 
+@dataclass(frozen=True)
+class Parts:
+    """A split cluster: the sampled rows' mean (``offset``), each part's direction (unit vectors in
+    offset space: a row joins the part of highest cosine) and its center among the rows (the mean
+    of its sampled unit rows: distances to it compare with distances to top-level centers)."""
+
+    offset: np.ndarray
+    directions: np.ndarray
+    centers: np.ndarray
+
+    def nearest(self, unit: np.ndarray) -> np.ndarray:
+        return np.argmax((unit - self.offset) @ self.directions.T, axis=1)
+
+
 def split_plan(sizes: dict[int, int], max_cluster_rows: int) -> dict[int, int]:
     """The clusters above the limit and how many parts each is split into (parts of about
     SPLIT_TARGET_SHARE * limit rows on average)."""
@@ -48,11 +66,12 @@ def split_giant_clusters(
     sizes: dict[int, int],
     parts: dict[int, int],
     kmeans: Any,
-) -> dict[int, np.ndarray]:
+) -> dict[int, Parts]:
     """A second k-means inside each cluster of ``parts`` (cluster -> number of parts), fitted on the
-    executors, one task per cluster, on about SPLIT_ROWS_PER_PART rows per part chosen by a hash of
-    (id, seed); returns each cluster's part centers. ``kmeans`` gives max_iter, tol, init_mode,
-    init_steps and seed (a ``cluster.KMeansSettings``). The driver gets only the part centers."""
+        executors, one task per cluster, on about SPLIT_ROWS_PER_PART rows per part chosen by a hash of
+        (id, seed); returns each cluster's part centers. ``kmeans`` gives max_iter, tol, init_mode,
+        init_steps and seed (a ``cluster.KMeansSettings``). The driver gets only each cluster's
+    :class:`Parts`."""
     fractions = {j: min(1.0, SPLIT_ROWS_PER_PART * n / sizes[j]) for j, n in parts.items()}
     fraction = F.create_map(*[F.lit(v) for j in sorted(fractions) for v in (j, fractions[j])])
     sample = assigned.where(F.col(CLUSTER_COL).isin(sorted(parts))).where(
@@ -64,7 +83,9 @@ def split_giant_clusters(
         [
             StructField(CLUSTER_COL, IntegerType()),
             StructField("part", IntegerType()),
+            StructField("direction", ArrayType(DoubleType())),
             StructField("center", ArrayType(DoubleType())),
+            StructField("offset", ArrayType(DoubleType())),
         ]
     )
 
@@ -72,45 +93,62 @@ def split_giant_clusters(
         table = table.sort_by(_HASH)  # a fixed order, whatever the partitioning
         cluster_id = int(table.column(CLUSTER_COL)[0].as_py())
         matrix, valid = batch_matrix(table.column(vector_col).combine_chunks(), dim)
-        unit = normalize_rows(matrix[valid]).astype(np.float32)
-        k = min(parts[cluster_id], localkmeans.count_distinct_rows(unit, parts[cluster_id]))
-        centers = unit[:1].astype(np.float64)
+        unit = normalize_rows(matrix[valid]).astype(np.float64)
+        offset = unit.mean(axis=0)
+        spread = normalize_rows(unit - offset).astype(np.float32)
+        k = min(parts[cluster_id], localkmeans.count_distinct_rows(spread, parts[cluster_id]))
+        directions = spread[:1].astype(np.float64)
         if k > 1:
-            centers, _, _ = localkmeans.fit(
-                unit, k, kmeans.max_iter, kmeans.tol, kmeans.init_mode, kmeans.init_steps, kmeans.seed
+            directions, _, _ = localkmeans.fit(
+                spread, k, kmeans.max_iter, kmeans.tol, kmeans.init_mode, kmeans.init_steps, kmeans.seed
             )
-        flat = pa.array(np.asarray(centers, dtype=np.float64).ravel())
+        found = Parts(offset, normalize_rows(np.asarray(directions, dtype=np.float64)), offset[None, :])
+        member = found.nearest(unit)
+        centers = np.array(
+            [unit[member == p].mean(axis=0) if (member == p).any() else offset for p in range(k)]
+        )
+        count = len(centers)
+
+        def rows_of(values: np.ndarray) -> pa.Array:
+            flat = pa.array(np.asarray(values, dtype=np.float64).ravel())
+            return pa.ListArray.from_arrays(pa.array(np.arange(count + 1, dtype=np.int32) * dim), flat)
+
         return pa.table(
             {
-                CLUSTER_COL: pa.array(np.full(len(centers), cluster_id, np.int32)),
-                "part": pa.array(np.arange(len(centers), dtype=np.int32)),
-                "center": pa.ListArray.from_arrays(
-                    pa.array(np.arange(len(centers) + 1, dtype=np.int32) * dim), flat
-                ),
+                CLUSTER_COL: pa.array(np.full(count, cluster_id, np.int32)),
+                "part": pa.array(np.arange(count, dtype=np.int32)),
+                "direction": rows_of(found.directions),
+                "center": rows_of(centers),
+                "offset": rows_of(np.repeat(offset[None, :], count, axis=0)),
             }
         )
 
-    found: dict[int, dict[int, np.ndarray]] = {}
+    found: dict[int, dict[int, Any]] = {}
     for row in sample.groupBy(CLUSTER_COL).applyInArrow(fit_parts, schema).collect():
-        found.setdefault(row[CLUSTER_COL], {})[row["part"]] = np.array(row["center"])
-    return {j: np.array([rows[i] for i in sorted(rows)]) for j, rows in found.items()}
+        found.setdefault(row[CLUSTER_COL], {})[row["part"]] = row
+    return {
+        j: Parts(
+            np.array(rows[0]["offset"]),
+            np.array([rows[i]["direction"] for i in sorted(rows)]),
+            np.array([rows[i]["center"] for i in sorted(rows)]),
+        )
+        for j, rows in found.items()
+    }
 
 
-def regroup(
-    assigned: DataFrame, vector_col: str, centers: np.ndarray, part_centers: dict[int, np.ndarray]
-) -> DataFrame:
+def regroup(assigned: DataFrame, vector_col: str, centers: np.ndarray, parts: dict[int, Parts]) -> DataFrame:
     """The rows of :func:`assign_neighbors` with the groups of split clusters: a row of a split
-    cluster goes to the group of its nearest part; a row's neighbouring group is the nearer of its
-    second-nearest cluster's group (that cluster's nearest part when it was split) and, in a split
-    cluster, its second-nearest part."""
+    cluster goes to the group of its part (:meth:`Parts.nearest`); a row's neighbouring group is the
+    nearer of its second-nearest cluster's group (that cluster's part when it was split) and, in a
+    split cluster, its second part."""
     dim = centers.shape[1]
     centers64 = np.asarray(centers, dtype=np.float64)
-    parts = {j: np.asarray(c, dtype=np.float64) for j, c in part_centers.items()}
 
     def nearest_part(unit: np.ndarray, cluster_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's nearest part of ``cluster_id`` and the squared distance to it."""
-        index = localkmeans.nearest(unit, parts[cluster_id].astype(np.float32))
-        return index, localkmeans.squared_distances(unit, parts[cluster_id], index)
+        """Each row's part of ``cluster_id`` and the squared distance to that part's center
+        (comparable with the distances to the top-level centers)."""
+        index = parts[cluster_id].nearest(unit)
+        return index, localkmeans.squared_distances(unit, parts[cluster_id].centers, index)
 
     def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -134,7 +172,7 @@ def regroup(
                     continue
                 index, _ = nearest_part(unit[rows], j)
                 group[rows] = (j << SUB_BITS) | index
-                if len(parts[j]) > 1:
+                if len(parts[j].centers) > 1:
                     second, distance = _second_nearest(unit[rows], parts[j], index)
                     closer = distance < near_distance[rows]
                     near_group[rows[closer]] = (j << SUB_BITS) | second[closer]
@@ -146,19 +184,13 @@ def regroup(
     return assigned.mapInArrow(annotate, assigned.schema)
 
 
-def _second_nearest(
-    unit: np.ndarray, centers: np.ndarray, nearest: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's second-nearest center and its squared distance (float64 products: a rows x parts
-    matrix, never rows x parts x d)."""
-    distances = (
-        np.einsum("ij,ij->i", unit, unit)[:, None]
-        - 2.0 * unit @ centers.T
-        + np.einsum("ij,ij->i", centers, centers)[None, :]
-    )
-    distances[np.arange(len(unit)), nearest] = np.inf
-    second = distances.argmin(axis=1)
-    return second, np.maximum(distances[np.arange(len(unit)), second], 0.0)
+def _second_nearest(unit: np.ndarray, parts: Parts, nearest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's second part (the second-highest cosine of its offset to the parts' directions)
+    and the squared distance to that part's center (a rows x parts matrix, never rows x parts x d)."""
+    cosines = (unit - parts.offset) @ parts.directions.T
+    cosines[np.arange(len(unit)), nearest] = -np.inf
+    second = cosines.argmax(axis=1)
+    return second, localkmeans.squared_distances(unit, parts.centers, second)
 
 
 def _ints(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
