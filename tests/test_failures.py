@@ -190,3 +190,37 @@ def test_files_of_mixed_types_are_named_with_the_column(spark, tmp_path, capsys,
     assert re.match(r"error: cannot read the input file \S*/input/part-1\.parquet: .*" + column, line), line
     Path(line.rsplit("the full trace is in ", 1)[1].rstrip(")")).unlink()
     assert not (tmp_path / "out").exists()
+
+
+def test_a_crashed_python_worker_is_named_with_the_likely_cause(spark):
+    # A real worker death (the process exits under a task, as when the OOM killer ends it).
+    from spark_sensitivity.cli.app import _spark_error_line
+
+    def die(batches):
+        os._exit(1)
+        yield from batches
+
+    with pytest.raises(Exception) as raised:
+        spark.range(4).mapInArrow(die, "id long").collect()
+    line = _spark_error_line(raised.value)
+    assert line.startswith("a Python worker crashed, most likely out of memory")
+    assert "--dedup-max-cluster-rows" in line and "\n" not in line
+
+
+def test_a_lost_jvm_is_one_line_naming_the_out_of_memory_its_log_holds(tmp_path):
+    # What a 4 GB driver ran into deduplicating 1,000,000 x 384 rows: the JVM died of heap
+    # exhaustion and py4j's next call was refused. The line names it from the JVM's own log.
+    from spark_sensitivity.cli.app import jvm_stopped_line
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        "26/12/02 17:41:03 ERROR Executor: Exception in task 5.0\njava.lang.OutOfMemoryError: Java heap space\n"
+    )
+    refused = ConnectionRefusedError(111, "Connection refused")
+    line = jvm_stopped_line(refused, log)
+    assert line.startswith(
+        "the Spark JVM stopped, out of memory (java.lang.OutOfMemoryError: Java heap space)"
+    )
+    assert "spark.driver.memory" in line and "\n" not in line
+    assert jvm_stopped_line(refused, tmp_path / "absent.log").startswith("the Spark JVM stopped, most likely")
+    assert jvm_stopped_line(ValueError("bad input"), log) is None

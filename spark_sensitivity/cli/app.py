@@ -156,6 +156,10 @@ def _failure_code(
         interrupts.signum = interrupts.signum or signal.SIGINT
     if interrupts.signum is not None:  # whatever the error the interrupt caused (a cancelled job)
         return _interrupted_code(args, interrupts, published)
+    stopped = jvm_stopped_line(error, run_log())
+    if stopped is not None:
+        print(f"error: {stopped} (the full log is in {_saved_trace(error)})", file=sys.stderr)
+        return 1
     if isinstance(error, OSError | ValueError):
         run_log().unlink(missing_ok=True)  # kept only for a failure inside Spark
         print(f"error: {redact_text(str(error))}", file=sys.stderr)
@@ -195,6 +199,29 @@ def _interrupted_code(args: argparse.Namespace, interrupts: InterruptHandler, pu
     return 128 + interrupts.signum
 
 
+# A JVM's own report of running out of memory, in its log.
+OUT_OF_MEMORY = re.compile(r"java\.lang\.OutOfMemoryError: [^\n]+")
+
+
+def jvm_stopped_line(error: BaseException, log: Path) -> str | None:
+    """One line when the command lost its Spark JVM (py4j can no longer connect: the JVM exited,
+    most often out of heap), naming an OutOfMemoryError when ``log`` (the JVM's log) holds one;
+    else None."""
+    from py4j.protocol import Py4JNetworkError
+
+    if not isinstance(error, ConnectionRefusedError | Py4JNetworkError):
+        return None
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = OUT_OF_MEMORY.search(text)
+    cause = f"out of memory ({found.group(0)})" if found else "most likely out of memory"
+    return (
+        f"the Spark JVM stopped, {cause}, in the stage logged as stopped above: give it more memory "
+        "(--spark-conf spark.driver.memory=8g on one machine, the executors' memory on a cluster)"
+    )
+
+
+# What Spark says when a Python worker process dies under a task (the OOM killer, a segfault).
+WORKER_CRASH = "Python worker exited unexpectedly"
 # Spark's FAILED_READ_FILE error names the file a task could not read; its cause says why.
 READ_FILE = re.compile(r"error while reading file (\S+?)\.?(?:\s|$)")
 
@@ -208,6 +235,12 @@ def _spark_error_line(error: Exception) -> str | None:
     chain = _error_chain(error)
     if chain is None:
         return None
+    if any(WORKER_CRASH in line for line in chain):
+        return (
+            "a Python worker crashed, most likely out of memory, in the stage logged as stopped above: "
+            "give the executors more memory (spark.executor.memory, spark.executor.pyspark.memory) or "
+            "more, smaller partitions; for dedup, lower --dedup-max-cluster-rows"
+        )
     for line in chain:
         read = READ_FILE.search(line)
         if read and line != chain[-1]:

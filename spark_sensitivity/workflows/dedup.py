@@ -150,7 +150,9 @@ def _find(
     """Assigns the rows, splits the giant clusters and writes the removed rows to ``duplicates_path``;
     returns the group facts, the invalid rows' count and (as ``invalid``) those rows."""
     id_col, vector_col = config.id_col, config.vector_col
-    assigned = assign_neighbors(df, id_col, vector_col, centers).persist(StorageLevel.MEMORY_AND_DISK)
+    # The rows with their embeddings (1.5 GB at 1M x 384) are read again by the comparison: kept on
+    # disk, not in the JVM heap, where caching them ran a 4 GB driver out of memory at 1M rows.
+    assigned = assign_neighbors(df, id_col, vector_col, centers).persist(StorageLevel.DISK_ONLY)
     grouped = assigned
     try:
         invalid, invalid_rows = _invalid_rows(assigned, id_col, vector_col, config.on_invalid)
@@ -195,7 +197,7 @@ def _split(
     )
     dim = centers.shape[1]
     part_centers = split_giant_clusters(assigned, config.id_col, config.vector_col, dim, sizes, parts, kmeans)
-    return regroup(assigned, config.vector_col, centers, part_centers).persist(StorageLevel.MEMORY_AND_DISK)
+    return regroup(assigned, config.vector_col, centers, part_centers).persist(StorageLevel.DISK_ONLY)
 
 
 def _invalid_rows(assigned: DataFrame, id_col: str, vector_col: str, policy: str) -> tuple[DataFrame, int]:
