@@ -34,6 +34,10 @@ def test_sample_size_takes_a_comma_separated_list_sorted_and_checked():
             declared.parse(text)
     with pytest.raises(ValueError, match="at most 10000000"):
         declared.check((5, 10**8))
+    with pytest.raises(ValueError, match="takes at most 20 values"):
+        declared.parse(",".join(str(m) for m in range(1, 22)))
+    with pytest.raises(ValueError, match="takes 1 to 20 values, got 21"):
+        declared.check(tuple(range(1, 22)))
 
 
 def test_a_config_file_may_list_the_sizes(table, tmp_path, capsys):

@@ -7,6 +7,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+# The most values a setting that takes ``several`` accepts: each one is a pass over the data.
+MAX_SEVERAL = 20
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -45,6 +48,8 @@ class Setting:
         if value is None or self.kind in (bool, dict, str) and self.choices is None:
             return None
         if self.several and isinstance(value, tuple):
+            if not 1 <= len(value) <= MAX_SEVERAL:
+                return f"takes 1 to {MAX_SEVERAL} values, got {len(value)}"
             return next(filter(None, (self.problem(one) for one in value)), None)
         if self.choices is not None:
             if value not in self.choices:
@@ -78,6 +83,10 @@ class Setting:
             values = tuple(self.parse(part.strip()) for part in text.split(","))
             if len(set(values)) < len(values):
                 raise ValueError(f"lists a value twice: {text!r}")
+            if len(values) > MAX_SEVERAL:
+                raise ValueError(
+                    f"takes at most {MAX_SEVERAL} values (each is a pass over the data), got {len(values)}"
+                )
             return tuple(sorted(values))
         try:
             value = self.kind(text)
