@@ -37,11 +37,12 @@ def seed_type() -> Callable[[str], Any]:
 
 
 def _help(declared: Setting, required: bool) -> str:
+    text = declared.help.replace("%", "%%")  # argparse formats help with %
     if required:
-        return f"{declared.help} (required)"
+        return f"{text} (required)"
     if declared.kind in (bool, dict) or declared.default is None:
-        return declared.help
-    return f"{declared.help} (default: {declared.default})"
+        return text
+    return f"{text} (default: {declared.default})"
 
 
 def add_setting(group: argparse._ActionsContainer, declared: Setting, required: bool | None = None) -> None:
