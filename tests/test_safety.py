@@ -273,7 +273,7 @@ def _kill_when(job: subprocess.Popen, marker: str) -> bool:
 
 # The log line that opens each stage.
 STAGE_MARKERS = {
-    "read": "draws from",
+    "read": "sample size",
     "fit": "stage read:",
     "assign": "stage k-means:",
     "sample": "stage assign+reduce:",
