@@ -12,6 +12,7 @@ import pytest
 from conftest import embeddings_frame
 from pyspark.sql import functions as F
 
+from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
 from spark_sensitivity.core import rowrandom
 from spark_sensitivity.core.cluster import KMeansSettings
@@ -24,8 +25,7 @@ from spark_sensitivity.core.dedup import (
 )
 from spark_sensitivity.core.dedupkernel import ClusterDeduper, brute_force, normalize_rows
 from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
-from spark_sensitivity.settings import DedupConfig
-from spark_sensitivity.workflows.dedup import KMEANS_FIELDS, kmeans_settings
+from spark_sensitivity.settings import ClusteringFields, DedupConfig, settings_of
 
 
 def _planted(seed=0, n=400, dim=16, groups=8, pairs=30, triples=10, noise=1e-4):
@@ -304,11 +304,19 @@ def test_unit_rows_scale_each_row_in_numpy(spark):
     assert not got[3].any()
 
 
-def test_kmeans_settings_take_every_field_from_the_config():
-    assert {f.name for f in dataclasses.fields(KMeansSettings)} == {*KMEANS_FIELDS, "driver_max_bytes"}
-    config = DedupConfig(input="in", output="out", dedup_eps=0.1, accelerator="cpu", max_iter=3, seed=9)
-    settings = kmeans_settings(config)
-    assert (settings.accelerator, settings.max_iter, settings.seed) == ("cpu", 3, 9)
+def test_kmeans_settings_take_every_declared_field_from_the_config_and_the_params():
+    declared = settings_of(ClusteringFields)
+    assert {f.name for f in dataclasses.fields(KMeansSettings)} == set(declared)
+    # A value unlike every default for each field, so a field left at its default is caught.
+    values = dict(k=7, seed=9, max_iter=3, tol=0.5, init_mode="random", init_steps=5, fit_fraction=0.25,
+                  points_per_center=11, fit_engine="mllib", driver_fit_max_mb=3, accelerator="cpu")  # fmt: skip
+    assert set(values) == set(declared)
+    for name, value in values.items():
+        assert declared[name].default != value, name
+    config = DedupConfig(input="in", output="out", dedup_eps=0.1, **values)
+    assert dataclasses.asdict(KMeansSettings.from_config(config)) == values
+    sampler = SensitivitySampler(**{declared[name].param: value for name, value in values.items()})
+    assert dataclasses.asdict(sampler._kmeans_settings()) == values
 
 
 def _blobs(n=1_200, dim=24, seed=4, copies=150):

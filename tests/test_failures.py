@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CONNECT
 
+from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
+from spark_sensitivity.settings import SettingError
 
 JAVA_NOTICE = "incubator modules"  # printed by the JVM itself at start-up
 child_jobs = pytest.mark.skipif(CONNECT, reason="the child processes start classic sessions")
@@ -169,6 +171,12 @@ def test_k_above_the_row_count_advises_a_lower_k(spark, tmp_path, capsys):
         "error: k=10 is larger than the 3 valid rows in the k-means fit sample; lower --k to at most 3"
     )
     assert "raise --fit-fraction" not in line
+    # The library names the settings as its callers set them: the Params.
+    with pytest.raises(SettingError) as raised:
+        SensitivitySampler(k=10).fit(spark.read.parquet(str(source)))
+    assert str(raised.value).startswith(
+        "k=10 is larger than the 3 valid rows in the k-means fit sample; lower k to at most 3 (a fitFraction"
+    )
 
 
 @pytest.mark.parametrize("column", ["embedding", "id"])

@@ -79,13 +79,13 @@ def test_weighted_lloyd_equals_repeating_rows():
 
 
 def test_auto_engine_keeps_large_samples_off_the_driver():
-    settings = cluster.KMeansSettings(k=10, driver_max_bytes=100 << 20)
+    settings = cluster.KMeansSettings(k=10, driver_fit_max_mb=100)
     heap = 4 << 30
     assert cluster.choose_engine(settings, rows=100_000, dim=128, heap_bytes=heap) == "driver"  # 49 MiB
     assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=heap) == "executors"  # 146 MiB
     # Under the byte limit, but more than a quarter of a 512 MiB heap.
     assert cluster.choose_engine(settings, rows=300_000, dim=128, heap_bytes=512 << 20) == "executors"
-    forced = cluster.KMeansSettings(k=10, engine="driver", driver_max_bytes=0)
+    forced = cluster.KMeansSettings(k=10, fit_engine="driver", driver_fit_max_mb=0)
     assert cluster.choose_engine(forced, rows=10**9, dim=768, heap_bytes=heap) == "driver"
 
 

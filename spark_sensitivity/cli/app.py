@@ -21,6 +21,7 @@ from spark_sensitivity.cli.select import REQUIRED_SELECT_FLAGS, add_select_argum
 from spark_sensitivity.io.publish import PUBLISHED
 from spark_sensitivity.io.redaction import redact_text
 from spark_sensitivity.io.session import InterruptHandler, run_log, runs_whole
+from spark_sensitivity.settings import SettingError, setting_flags
 
 Command = tuple[str, str, str | None, Callable, Callable, tuple[str, ...]]
 # name, help, description, the function adding its flags, the function running it, required flags
@@ -162,7 +163,9 @@ def _failure_code(
         return 1
     if isinstance(error, OSError | ValueError):
         run_log().unlink(missing_ok=True)  # kept only for a failure inside Spark
-        print(f"error: {redact_text(str(error))}", file=sys.stderr)
+        # A library error names settings as library callers set them; here they are flags.
+        message = error.naming(setting_flags()) if isinstance(error, SettingError) else str(error)
+        print(f"error: {redact_text(message)}", file=sys.stderr)
         # An OSError other than these: publishing failed, and the message says the old output is unchanged.
         return 2 if isinstance(error, ValueError | FileExistsError | FileNotFoundError) else 1
     message = _spark_error_line(error) if isinstance(error, Exception) else None

@@ -13,7 +13,7 @@ import gc
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.settings import ENGINES as ENGINES
+from spark_sensitivity.settings import ClusteringFields, Setting, SettingError, settings_of
 
 CLUSTER_COL = "cluster_id"
 COST_COL = "cost"
@@ -46,15 +47,38 @@ _ORIGIN_ROWS = 1024
 
 @dataclass(frozen=True)
 class KMeansSettings:
+    """The k-means settings of a fit, named as the settings declare them (``ClusteringFields``)."""
+
     k: int
+    seed: int = 0
     max_iter: int = 20
     tol: float = 1e-4
     init_mode: str = "k-means||"
     init_steps: int = 2
-    seed: int = 0
-    engine: str = "auto"
-    driver_max_bytes: int = 512 << 20
+    fit_fraction: float | None = None
+    points_per_center: int = 256
+    fit_engine: str = "auto"
+    driver_fit_max_mb: int = 512
     accelerator: str = "auto"
+
+    @classmethod
+    def of(cls, value_of: Callable[[Setting], Any]) -> KMeansSettings:
+        """Every declared k-means setting's value: ``value_of`` reads one from a config or a Param,
+        so no setting can be left at its default by a caller that forgot it (a test checks that the
+        fields here are the declared ones)."""
+        settings = {name: value_of(declared) for name, declared in settings_of(ClusteringFields).items()}
+        if settings["k"] is None or settings["k"] < 1:
+            raise SettingError(f"k must be at least 1, got {settings['k']}", "k")
+        return cls(**settings)
+
+    @classmethod
+    def from_config(cls, config: Any) -> KMeansSettings:
+        """The k-means settings of a command's config (a ``SelectConfig`` or ``DedupConfig``)."""
+        return cls.of(lambda declared: getattr(config, declared.name))
+
+    @property
+    def driver_max_bytes(self) -> int:
+        return self.driver_fit_max_mb << 20
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,7 @@ class KMeansFit:
     # Where the products ran: cpu or cuda for the driver engine; for the executors engine the
     # accelerator setting, which each task resolves on its own host.
     device: str = "cpu"
+    fit_fraction: float = 1.0  # the share of the input rows the sample was drawn from
 
 
 def fit_fraction(fraction: float | None, points_per_center: int, k: int, rows: Callable[[], int]) -> float:
@@ -127,11 +152,32 @@ def choose_engine(settings: KMeansSettings, rows: int, dim: int, heap_bytes: int
     """The engine 'auto' resolves to: the driver while the float32 sample fits both
     ``driver_max_bytes`` and a quarter of the driver's heap, the executors beyond (MLlib only when
     asked for: its k-means|| seeding is single-threaded on the driver, see docs/PERFORMANCE.md)."""
-    if settings.engine != "auto":
-        return settings.engine
+    if settings.fit_engine != "auto":
+        return settings.fit_engine
     sample_bytes = rows * dim * 4
     fits = sample_bytes <= min(settings.driver_max_bytes, heap_bytes // _DRIVER_HEAP_SHARE)
     return "driver" if fits else "executors"
+
+
+def fit(
+    df: DataFrame,
+    id_col: str,
+    vector_col: str,
+    settings: KMeansSettings,
+    input_rows: int,
+    prepare: Callable[[DataFrame], DataFrame] | None = None,
+) -> KMeansFit:
+    """The project's k-means fit, for the Estimator, dedup and every other caller: the fit fraction
+    (``settings.fit_fraction``, or about ``points_per_center * k`` of the ``input_rows`` rows), a
+    deterministic sample of that share (:func:`fit_sample`), ``prepare`` applied to the sample (the
+    Estimator whitens it), and the centers fitted on it with the engine the settings name."""
+    fraction = fit_fraction(settings.fit_fraction, settings.points_per_center, settings.k, lambda: input_rows)
+    if not 0.0 < fraction <= 1.0:
+        raise SettingError(f"fitFraction must be in (0, 1], got {fraction}", "fitFraction")
+    sample = fit_sample(df, id_col, vector_col, fraction, settings.seed)
+    if prepare is not None:
+        sample = prepare(sample)
+    return replace(fit_centers(sample, settings), fit_fraction=fraction)
 
 
 def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
@@ -141,15 +187,19 @@ def fit_centers(sample: DataFrame, settings: KMeansSettings) -> KMeansFit:
     of the fit (the assignment pass flags them). Either engine sees the sample in row-hash order, so
     the centers do not depend on how the input was partitioned.
     """
-    if settings.engine not in ENGINES:
-        raise ValueError(f"k-means engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
+    if settings.fit_engine not in ENGINES:
+        raise SettingError(
+            f"fitEngine must be one of {', '.join(ENGINES)}, got {settings.fit_engine!r}", "fitEngine"
+        )
     sample = sample.persist()  # read the input once: measured, counted, then fitted from the cache
     try:
         dim, rows = _most_common_length(sample)
         if rows < settings.k:
-            raise ValueError(
-                f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; lower --k "
-                f"to at most {rows} (a --fit-fraction below 1 can also be raised, up to the valid rows)"
+            raise SettingError(
+                f"k={settings.k} is larger than the {rows} valid rows in the k-means fit sample; lower k "
+                f"to at most {rows} (a fitFraction below 1 can also be raised, up to the valid rows)",
+                "k",
+                "fitFraction",
             )
         sample_of_dim = sample.where(F.size(_VECTOR_TMP) == dim)
         origin = _sample_origin(sample_of_dim, dim)
@@ -178,9 +228,9 @@ def _sample_origin(sample: DataFrame, dim: int) -> np.ndarray:
     return matrix[order[valid[order]]].mean(axis=0)
 
 
-def _too_few_distinct(k: int, distinct: int) -> ValueError:
-    return ValueError(
-        f"k={k} is larger than the {distinct} distinct points in the k-means fit sample; lower --k"
+def _too_few_distinct(k: int, distinct: int) -> SettingError:
+    return SettingError(
+        f"k={k} is larger than the {distinct} distinct points in the k-means fit sample; lower k", "k"
     )
 
 
@@ -268,9 +318,10 @@ def _fit_mllib(sample: DataFrame, rows: int, settings: KMeansSettings) -> KMeans
     finally:
         ordered.unpersist()
     if len(centers) < settings.k:
-        raise ValueError(
+        raise SettingError(
             f"k={settings.k} is larger than the {len(centers)} distinct points k-means found in the "
-            "fit sample; lower --k"
+            "fit sample; lower k",
+            "k",
         )
     return fit
 

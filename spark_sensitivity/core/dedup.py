@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -57,8 +58,7 @@ from spark_sensitivity.core.dedupkernel import (
     normalize_rows,
 )
 from spark_sensitivity.core.vectors import vector_values
-from spark_sensitivity.settings import DEFAULT_MAX_CLUSTER_ROWS
-from spark_sensitivity.settings import KEEP_RULES as KEEP_RULES
+from spark_sensitivity.settings import DEFAULT_MAX_CLUSTER_ROWS, DedupFields, SettingError, settings_of
 
 DUPLICATE_OF_COL = "duplicate_of"
 SIMILARITY_COL = "similarity"
@@ -88,17 +88,22 @@ class DedupSettings:
     def threshold(self) -> float:
         return 1.0 - self.eps
 
+    @classmethod
+    def from_config(cls, config: Any) -> DedupSettings:
+        """The dedup settings of a command's config (every declared ``dedup_*`` field, and the seed),
+        checked as declared."""
+        values = {name.removeprefix("dedup_"): getattr(config, name) for name in settings_of(DedupFields)}
+        settings = cls(**values, seed=config.seed)
+        settings.validate()
+        return settings
+
     def validate(self) -> None:
-        if not 0.0 < self.eps < 1.0:
-            raise ValueError(f"--dedup-eps must be in (0, 1), got {self.eps}")
-        if self.keep not in KEEP_RULES:
-            raise ValueError(f"--dedup-keep must be farthest or nearest, got {self.keep!r}")
-        if self.neighbors not in (1, 2):
-            raise ValueError(f"--dedup-neighbors must be 1 or 2, got {self.neighbors}")
-        if self.block_rows < 1:
-            raise ValueError(f"--dedup-block-rows must be at least 1, got {self.block_rows}")
-        if self.max_cluster_rows < 2:
-            raise ValueError(f"--dedup-max-cluster-rows must be at least 2, got {self.max_cluster_rows}")
+        """SettingError naming the first dedup setting whose value the declaration does not allow."""
+        for name, declared in settings_of(DedupFields).items():
+            value = getattr(self, name.removeprefix("dedup_"))
+            problem = "is required" if value is None else declared.problem(value)
+            if problem is not None:
+                raise SettingError(f"{name} {problem}", name)
 
 
 def unit_rows(df: DataFrame, id_col: str, vector_col: str) -> DataFrame:

@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity.core import kernels, localkmeans
 from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.settings import SettingError
 
 # Rows per partition of the persisted sample: each Lloyd task sends k x d float64 sums back, so
 # fewer, larger tasks keep that traffic small; fixed so the partials do not depend on the cluster.
@@ -92,9 +93,10 @@ def _seeds(
     head = np.ascontiguousarray(matrix[order], dtype=np.float32)
     distinct = localkmeans.count_distinct_rows(head, k)
     if distinct < k:
-        raise ValueError(
+        raise SettingError(
             f"k={k} is larger than the {distinct} distinct points among the {len(head)} sample rows "
-            "k-means is seeded from; lower --k"
+            "k-means is seeded from; lower k",
+            "k",
         )
     return localkmeans.seed_centers(head, k, mode, steps, np.random.default_rng(seed))
 

@@ -21,17 +21,19 @@ from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 from spark_sensitivity.core import forecast
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
 from spark_sensitivity.core.sample import Sensitivity
+from spark_sensitivity.settings import SettingError
 
 _LOSS = "__ss_pilot_loss"
 
 
 def check_pilot_columns(pilot: DataFrame, id_col: str, loss_col: str) -> None:
     """A one-line ValueError naming the table's columns when the id or loss column is missing."""
-    for column, flag in ((id_col, "--id-col"), (loss_col, "--pilot-loss-col")):
+    for column, name in ((id_col, "idCol"), (loss_col, "pilot_loss_col")):
         if column not in pilot.columns:
-            raise ValueError(
+            raise SettingError(
                 f"the pilot loss table has no column {column!r} (columns: {', '.join(pilot.columns)}); "
-                f"name it with {flag}"
+                f"name it with {name}",
+                name,
             )
 
 

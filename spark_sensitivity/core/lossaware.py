@@ -52,7 +52,7 @@ from spark_sensitivity.core.representatives import (
 from spark_sensitivity.core.representatives import with_input_columns as with_input_columns
 from spark_sensitivity.core.rowrandom import row_hash
 from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL
-from spark_sensitivity.settings import DEFAULT_UNIFORM_SHARE, REP_WEIGHTS
+from spark_sensitivity.settings import DEFAULT_UNIFORM_SHARE, REP_WEIGHTS, SettingError
 
 ROLE_COL = "role"
 REPRESENTATIVE = "representative"
@@ -325,11 +325,12 @@ def select_with_roles(
     zero = selection.zero_sensitivity_rows
     if zero:
         selection.release()
-        raise ValueError(
-            f"--uniform-share {uniform_share:g} gives {zero} row{'s' if zero > 1 else ''} (e.g. id "
+        raise SettingError(
+            f"uniform_share {uniform_share:g} gives {zero} row{'s' if zero > 1 else ''} (e.g. id "
             f"{selection.zero_sensitivity_example}) a sensitivity of 0 (a zero proxy loss and a zero distance "
             "term): they could never be drawn and the estimate would be biased; "
-            "use a positive --uniform-share"
+            "use a positive uniform_share",
+            "uniform_share",
         )
     try:
         if on_prepared is not None:

@@ -15,6 +15,7 @@ from spark_sensitivity.core import kernels
 from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
 from spark_sensitivity.core.vectors import vector_values
+from spark_sensitivity.settings import SettingError
 
 DISTANCE_COL = "distance"
 PROXY_COL = "proxy_loss"
@@ -37,11 +38,12 @@ def representatives(assigned: DataFrame, id_col: str, z: int) -> DataFrame:
 
 def check_loss_columns(rep_losses: DataFrame, id_col: str, loss_col: str) -> None:
     """A one-line ValueError naming the table's columns when the id or loss column is missing."""
-    for column, flag in ((id_col, "--id-col"), (loss_col, "--rep-loss-col")):
+    for column, name in ((id_col, "idCol"), (loss_col, "rep_loss_col")):
         if column not in rep_losses.columns:
-            raise ValueError(
+            raise SettingError(
                 f"the representatives' loss table has no column {column!r} (columns: "
-                f"{', '.join(rep_losses.columns)}); name it with {flag}"
+                f"{', '.join(rep_losses.columns)}); name it with {name}",
+                name,
             )
 
 

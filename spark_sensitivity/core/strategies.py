@@ -48,6 +48,7 @@ from spark_sensitivity.settings import (
     SELECT_STRATEGIES,
     STRATEGIES,
     STRATIFIED,
+    SettingError,
 )
 from spark_sensitivity.settings import LOSS_AWARE as LOSS_AWARE
 from spark_sensitivity.settings import SENSITIVITY as SENSITIVITY
@@ -101,10 +102,11 @@ def resolve_budgets(strategy: str, k: int | None, budgets: tuple[int, ...]) -> t
     plan :func:`resolve` makes for the smallest. ``auto`` then plans representatives (k = the smallest
     m) and draws stratified for the larger sizes; ``representatives`` alone cannot share a fit."""
     if len(budgets) > 1 and strategy == REPRESENTATIVES:
-        raise ValueError(
+        raise SettingError(
             f"strategy representatives keeps one row per cluster (k = m), so the sample sizes "
             f"{', '.join(map(str, budgets))} would need a fit each: give one sample size per run, or use "
-            "--strategy auto (representatives for the smallest size, stratified for the others)"
+            "strategy auto (representatives for the smallest size, stratified for the others)",
+            "strategy",
         )
     return resolve(strategy, k, min(budgets))
 

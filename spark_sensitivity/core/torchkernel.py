@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from spark_sensitivity.core import localkmeans
+from spark_sensitivity.settings import SettingError
 from spark_sensitivity.settings.choices import ACCELERATORS
 
 # Rows per block of the (rows x k) score matrix on the device: 256 MiB of float32.
@@ -54,9 +55,10 @@ def resolve_accelerator(accelerator: str) -> str:
     if cuda_visible():
         return "cuda"
     if accelerator == "cuda":
-        raise ValueError(
+        raise SettingError(
             "accelerator 'cuda' was asked for, but torch is not installed or sees no CUDA device on "
-            f"this host ({os.uname().nodename}); use --accelerator auto or cpu"
+            f"this host ({os.uname().nodename}); set accelerator to auto or cpu",
+            "accelerator",
         )
     return "cpu"
 

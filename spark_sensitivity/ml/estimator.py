@@ -121,16 +121,11 @@ class SensitivitySampler(
         return self._set(**{key: value for key, value in self._input_kwargs.items() if value is not None})
 
     def _kmeans_settings(self) -> cluster.KMeansSettings:
-        return cluster.KMeansSettings(
-            k=self.getK(),
-            max_iter=self.getMaxIter(),
-            tol=self.getTol(),
-            init_mode=self.getInitMode(),
-            init_steps=self.getInitSteps(),
-            seed=self.getSeed(),
-            engine=self.getFitEngine(),
-            driver_max_bytes=self.getDriverFitMaxMB() << 20,
-            accelerator=self.getAccelerator(),
+        param = self.getParam
+        return cluster.KMeansSettings.of(
+            lambda declared: (
+                self.getOrDefault(param(declared.param)) if self.isDefined(param(declared.param)) else None
+            )
         )
 
     def _fit(self, dataset: DataFrame) -> SensitivitySamplerModel:
@@ -140,10 +135,7 @@ class SensitivitySampler(
         input_rows = self.validate_input(dataset)  # the id check counts the rows in its pass
         if input_rows == 0:
             raise ValueError("the input has no rows")
-        id_col, vector_col, seed = self.getIdCol(), self.getFeaturesCol(), self.getSeed()
-        fraction = cluster.fit_fraction(
-            self.getFitFraction(), self.getPointsPerCenter(), self.getK(), lambda: input_rows
-        )
+        id_col, vector_col = self.getIdCol(), self.getFeaturesCol()
         started = time.perf_counter()
         matrix = (
             whiten.whitening_matrix(whiten.gram_sums(dataset, vector_col), vector_col)
@@ -151,10 +143,8 @@ class SensitivitySampler(
             else None
         )
         gram_done = time.perf_counter()
-        fit_rows = cluster.fit_sample(dataset, id_col, vector_col, fraction, seed)
-        if matrix is not None:
-            fit_rows = whiten.whitened_sample(fit_rows, matrix)
-        kmeans = cluster.fit_centers(fit_rows, self._kmeans_settings())
+        whitened = None if matrix is None else lambda sample: whiten.whitened_sample(sample, matrix)
+        kmeans = cluster.fit(dataset, id_col, vector_col, self._kmeans_settings(), input_rows, whitened)
         fitted = time.perf_counter()
         rows = whiten.assign_whitened(
             dataset,
@@ -168,7 +158,7 @@ class SensitivitySampler(
         )
         info = {
             "input_rows": input_rows,
-            "fit_fraction": fraction,
+            "fit_fraction": kmeans.fit_fraction,
             "fit_rows": kmeans.fit_rows,
             "kmeans_engine": kmeans.engine,
             "kmeans_device": kmeans.device,

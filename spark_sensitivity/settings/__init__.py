@@ -42,8 +42,8 @@ from spark_sensitivity.settings.choices import (
     STRATIFIED,
     TARGET,
 )
-from spark_sensitivity.settings.commands import DedupConfig, SelectConfig, param_settings
-from spark_sensitivity.settings.declaration import Setting, check_settings, setting, settings_of
+from spark_sensitivity.settings.commands import DedupConfig, SelectConfig, param_settings, setting_flags
+from spark_sensitivity.settings.declaration import Setting, SettingError, check_settings, setting, settings_of
 from spark_sensitivity.settings.shared import ClusteringFields, DedupFields, InputFields, RunFields
 
 __all__ = [
@@ -86,8 +86,10 @@ __all__ = [
     "STRATIFIED",
     "SelectConfig",
     "Setting",
+    "SettingError",
     "check_settings",
     "param_settings",
     "setting",
+    "setting_flags",
     "settings_of",
 ]

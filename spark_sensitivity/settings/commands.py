@@ -272,3 +272,16 @@ def param_settings() -> dict[str, Setting]:
     # The select command defaults to auto; the pyspark.ml face keeps the paper's i.i.d. draws.
     found["strategy"] = dataclasses.replace(found["strategy"], default=SENSITIVITY)
     return found
+
+
+def setting_flags() -> dict[str, str]:
+    """Each setting's command-line flag, by Param name and by field name (``fitFraction`` and
+    ``fit_fraction`` -> ``--fit-fraction``): how the command line names the settings a library error
+    names."""
+    flags: dict[str, str] = {}
+    for config in (SelectConfig, DedupConfig):
+        for declared in settings_of(config).values():
+            flags.setdefault(declared.name, declared.option)
+            if declared.param:
+                flags.setdefault(declared.param, declared.option)
+    return flags

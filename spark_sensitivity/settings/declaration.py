@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,3 +139,28 @@ def check_settings(config: Any) -> None:
         if declared.required and value is None:
             raise ValueError(f"{declared.option} is required")
         declared.check(value)
+
+
+# A setting's name in a message: not part of a longer word or of a hyphenated one ("k" but not "k-means").
+_NAME = r"(?<![\w-]){}(?![\w=-])"
+
+
+class SettingError(ValueError):
+    """A value a setting does not allow, or a run the settings make impossible.
+
+    The message names the settings as library callers set them (the Param name, ``fitFraction``, or
+    the field name where there is no Param); ``names`` lists them, so the command line can show its
+    flags instead (:meth:`naming`).
+    """
+
+    def __init__(self, message: str, *names: str):
+        super().__init__(message)
+        self.names = names
+
+    def naming(self, flags: dict[str, str]) -> str:
+        """The message with each of its setting names replaced by ``flags[name]`` (``--fit-fraction``)."""
+        message = str(self)
+        for name in self.names:
+            if name in flags:
+                message = re.sub(_NAME.format(re.escape(name)), flags[name], message)
+        return message

@@ -43,48 +43,14 @@ log = logging.getLogger("spark_sensitivity")
 EXAMPLE_PAIRS = 5
 
 
-def settings_from(config: Any) -> DedupSettings:
-    return DedupSettings(
-        eps=config.dedup_eps,
-        keep=config.dedup_keep,
-        neighbors=config.dedup_neighbors,
-        block_rows=config.dedup_block_rows,
-        seed=config.seed,
-        max_cluster_rows=config.dedup_max_cluster_rows,
-    )
-
-
-# Each k-means setting of the fit and the config field it comes from (a test checks that this names
-# every field of KMeansSettings, so a new one cannot be silently left at its default: the
-# accelerator once was).
-KMEANS_FIELDS = {
-    "k": "k",
-    "max_iter": "max_iter",
-    "tol": "tol",
-    "init_mode": "init_mode",
-    "init_steps": "init_steps",
-    "seed": "seed",
-    "engine": "fit_engine",
-    "accelerator": "accelerator",
-}
-
-
-def kmeans_settings(config: Any) -> cluster.KMeansSettings:
-    if config.k < 1:
-        raise ValueError(f"k must be at least 1, got {config.k}")
-    values = {name: getattr(config, field) for name, field in KMEANS_FIELDS.items()}
-    return cluster.KMeansSettings(**values, driver_max_bytes=config.driver_fit_max_mb << 20)
-
-
 def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataFrame, dict[str, Any]]:
     """Finds the near-duplicates of ``df``, writes them to ``duplicates_path`` (Parquet) and returns
     the kept rows (the input's rows less removed and skipped ones) and the facts for the manifest.
 
     ``config`` is a :class:`DedupConfig` or a ``SelectConfig`` with --dedup-eps set.
     """
-    settings = settings_from(config)
-    settings.validate()
-    kmeans = kmeans_settings(config)
+    settings = DedupSettings.from_config(config)
+    kmeans = cluster.KMeansSettings.from_config(config)
     id_col, vector_col = config.id_col, config.vector_col
     missing = [c for c in (id_col, vector_col) if c not in df.columns]
     if missing:
@@ -95,12 +61,8 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
         n_rows = check_ids(df, id_col, config.check_unique_ids)
     if n_rows == 0:
         raise ValueError(f"input {redact_text(config.input)} has no rows")
-    fraction = cluster.fit_fraction(config.fit_fraction, config.points_per_center, config.k, lambda: n_rows)
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fitFraction must be in (0, 1], got {fraction}")
     with progress.stage(spark, "dedup: k-means"):
-        unit = unit_rows(df, id_col, vector_col)
-        fit = cluster.fit_centers(cluster.fit_sample(unit, id_col, vector_col, fraction, config.seed), kmeans)
+        fit = cluster.fit(unit_rows(df, id_col, vector_col), id_col, vector_col, kmeans, n_rows)
     fitted = time.perf_counter()
     with progress.stage(spark, "dedup: compare", rows=n_rows):
         info = _find(df, config, settings, kmeans, fit.centers, duplicates_path)
@@ -120,7 +82,7 @@ def deduplicate(df: DataFrame, config: Any, duplicates_path: str) -> tuple[DataF
             "kept_rows": n_rows - info["invalid_rows"] - info["removed_rows"],
             "dimension": fit.centers.shape[1],
             "kmeans_fit": {
-                "fit_fraction": fraction,
+                "fit_fraction": fit.fit_fraction,
                 "fit_rows": fit.fit_rows,
                 "kmeans_engine": fit.engine,
                 "kmeans_iterations": fit.iterations,
@@ -250,8 +212,8 @@ def run_dedup(spark: SparkSession, config: DedupConfig) -> dict[str, Any]:
     """Runs one dedup and publishes duplicates/, kept/ and manifest.json; returns the manifest."""
     if config.dedup_eps is None:
         raise ValueError("--dedup-eps is required")
-    settings_from(config).validate()
-    kmeans_settings(config)
+    DedupSettings.from_config(config)
+    cluster.KMeansSettings.from_config(config)  # refuses a bad k before Spark reads anything
     config = resolve_output(config)
     inputs = {"--input": None if config.format == "table" else config.input}
     with publishing(spark, config.output, config.overwrite, inputs) as job:

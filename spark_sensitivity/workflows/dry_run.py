@@ -108,7 +108,7 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
     batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
     score_rows = min(batch_rows, max(1, SCORE_BLOCK_ELEMENTS // k))
     task_memory = batch_rows * d * 8 * 2 + score_rows * k * 4 + k * d * 12
-    settings = KMeansSettings(k=k, engine=config.fit_engine, driver_max_bytes=config.driver_fit_max_mb << 20)
+    settings = KMeansSettings.from_config(dataclasses.replace(config, k=k))
     engine = choose_engine(settings, fit_rows, d, driver_heap_bytes(spark))
     where = {
         "driver": "on the driver in numpy",

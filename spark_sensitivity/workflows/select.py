@@ -130,12 +130,7 @@ def _seconds_since(tick: float) -> float:
 def check_flags(spark: SparkSession, config: SelectConfig) -> tuple[SelectConfig, str | None, Facts]:
     """Every setting and combination of settings, before any work. Returns the resolved config,
     round 1's folder (loss-aware round 2, when found) and the run's own facts for the manifest."""
-    if config.dedup_eps is not None:
-        # Imported here: dedup's module holds its command's flags, which import the CLI layer.
-        from spark_sensitivity.workflows.dedup import settings_from
-
-        settings_from(config).validate()
-    settings.check_settings(config)
+    settings.check_settings(config)  # the dedup settings too
     config = resolve_output(config)
     requested_strategy, requested_k = config.strategy, config.k
     config = resolve_strategy(config)
