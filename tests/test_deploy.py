@@ -171,7 +171,7 @@ class _TaskInstance:
 
 def _run_dag_file(monkeypatch, env: dict[str, str]) -> types.SimpleNamespace:
     """Runs deploy/airflow_dag.py as Airflow's parser would, but with stand-ins for the Airflow and
-    pendulum names it imports (Airflow is not installed here: benchmarks/airflow_integration.py runs
+    pendulum names it imports (Airflow is not installed here: tests/integration/test_airflow.py runs
     the file under real Airflow). Returns the DAG's arguments, its params' defaults and schemas, each
     operator's arguments by task id, the plan task's function, the dependencies, and the module."""
     for key in [key for key in os.environ if key.startswith("SPARK_SENSITIVITY_")]:

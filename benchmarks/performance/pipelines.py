@@ -1,6 +1,10 @@
 """The four pipelines the benchmark times on the same data, each returning its stages and k-means cost.
 
-1. ``project``: this project's select job (``pipeline.run_select``), end to end.
+A helper of ``python -m benchmarks.performance.compare`` (docs/PERFORMANCE.md, the block between
+the ``perf:begin`` and ``perf:end`` markers); docs/PERFORMANCE.md "Jobs and passes over the input
+per run" also times :func:`sklearn` alone. Not run on its own.
+
+1. ``project``: this project's select job (``workflows.select.run_select``), end to end.
 2. ``naive``: what a Spark user would write without this project: MLlib KMeans with its default
    settings on all rows, ``transform``, a Python UDF for the distances, the per-cluster reduce,
    and weighted sampling with DataFrame operations (the m smallest keys -log(u) / q, Efraimidis and

@@ -1,10 +1,13 @@
 """deploy/airflow_dag.py under real Airflow 3 against a real standalone Spark cluster on 127.0.0.1.
 
-Run on purpose, from the repository root with the project's environment (scripts/env.sh); it is NOT
-part of .ci/run or scripts/test.sh (it installs Airflow and takes several minutes):
+Feeds deploy/README.md, section "Run under real Airflow" (the tables of what the runs showed). An
+integration test: marked ``integration``, which the default test run leaves out (pyproject.toml's
+``addopts``); it installs Airflow and takes 20 to 30 minutes. Run it on purpose, from the repository
+root with the project's environment (scripts/env.sh); ``-s`` shows each check as it happens:
 
-    python benchmarks/airflow_integration.py                   # both parts below
-    python benchmarks/airflow_integration.py --part curation   # only the embed -> dedup -> Iceberg days
+    python -m pytest -m integration -s tests/integration/test_airflow.py                 # both parts
+    python -m pytest -m integration -s tests/integration/test_airflow.py -k curation     # embed -> dedup -> Iceberg only
+    python -m pytest -m integration -s tests/integration/test_airflow.py -k select_days  # the select days only
 
 What it does, all under runs/airflow/ (ignored by git):
 
@@ -16,28 +19,35 @@ What it does, all under runs/airflow/ (ignored by git):
    its paths come from SPARK_SENSITIVITY_* environment variables, the rest from ``-c`` (DAG params).
 3. A standalone Spark cluster (a master and two workers, tests/cluster.py) and the ``spark_default``
    connection to it; the package zip the DAG ships with --py-files; executors and driver run a Python
-   without the package installed, so it can only come from the zip.
-4. Part ``select``: date-partitioned embeddings (Gaussian blobs) for three consecutive dates, then
-   ``airflow dags test``: each date once (the embed task skipped); one date again (a retry: identical
-   ids, counts and weights); a backfill of a date that already has output, after its input partition
-   was rewritten (the output is replaced whole); a run whose input partition is missing (the task
-   fails, the job's one-line error is in the task log, and every output and input is byte for byte
-   as before).
-5. Part ``curation``: date-partitioned raw texts with near-duplicates for two dates, and a run conf
-   that turns the embed task on (the default text model, all-MiniLM-L6-v2) and gives the select job
-   deploy/select_config.yaml (its /data/ paths moved into the run folder): strategy auto, --dedup-eps
-   0.05, output to an Iceberg table in a SQLite catalog that does not exist before the first day.
-   Each day's embeddings, duplicates, subset and Iceberg snapshot are checked, and the table is read
-   back with pyiceberg under the catalog's name.
+   without the package installed, so it can only come from the zip. Steps 1 to 3 are the
+   module-scoped fixture ``airflow``, shared by the two parts.
+4. Part ``select`` (:func:`test_select_days`): date-partitioned embeddings (Gaussian blobs) for three
+   consecutive dates, then ``airflow dags test``: each date once (the embed task skipped); one date
+   again (a retry: identical ids, counts and weights); a backfill of a date that already has output,
+   after its input partition was rewritten (the output is replaced whole); a run whose input
+   partition is missing (the task fails, the job's one-line error is in the task log, and every
+   output and input is byte for byte as before).
+5. Part ``curation`` (:func:`test_curation_days`): date-partitioned raw texts with near-duplicates
+   for two dates, and a run conf that turns the embed task on (the default text model,
+   all-MiniLM-L6-v2) and gives the select job deploy/select_config.yaml (its /data/ paths moved into
+   the run folder): strategy auto, --dedup-eps 0.05, output to an Iceberg table in a SQLite catalog
+   that does not exist before the first day. Each day's embeddings, duplicates, subset and Iceberg
+   snapshot are checked, and the table is read back with pyiceberg under the catalog's name.
 
-It prints a summary (also written to runs/airflow/run/summary.json) and exits 1 if any check failed.
-The Spark cluster and every process it started are stopped at the end, also on failure or Ctrl-C;
+Each part also checks that every spark-submit it made ran as an application of the cluster. A check
+that fails does not stop its part: the part's test fails at its end, naming every failed check. The
+fixture prints a summary (also written to runs/airflow/run/summary.json) when the module's tests are
+done; the Spark cluster and every process it started are stopped then, also on failure or Ctrl-C;
 the run folder (logs, data, AIRFLOW_HOME) stays for inspection until the next run replaces it.
+
+``cluster`` is tests/cluster.py, imported as the other tests import it and ``conftest``: tests/ has
+no ``__init__.py``, and pytest (its default ``prepend`` import mode) puts tests/, the folder of
+tests/conftest.py, on the module path before it collects anything under it.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -47,6 +57,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -54,16 +66,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pyspark
-import yaml
-from pyiceberg.catalog.sql import SqlCatalog
+import pytest
+from cluster import StandaloneCluster, package_zip, python_without_package
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+from spark_sensitivity.io.datasets import write_gaussian_mixture
 
-from cluster import StandaloneCluster, package_zip, python_without_package  # noqa: E402
+pytestmark = pytest.mark.integration
 
-from spark_sensitivity.io.datasets import write_gaussian_mixture  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 AIRFLOW_VERSION = "3.3.2"
 PROVIDER_VERSION = "6.3.4"
@@ -157,7 +167,7 @@ def install_airflow(checks: Checks) -> Path:
     )
     checks.step("install apache-airflow and the Spark provider", ok, detail, time.monotonic() - start)
     if not ok:
-        raise SystemExit(1)
+        pytest.fail(f"installing Airflow failed: {detail}", pytrace=False)
     return airflow
 
 
@@ -363,6 +373,9 @@ def ran(log: str, tasks: tuple[str, ...]) -> bool:
 def curation_days(run: Run, checks: Checks) -> int:
     """Part ``curation``: embed -> dedup + select (strategy auto) -> an Iceberg table, two days, with
     the shipped config file; returns the Spark applications run."""
+    import yaml
+    from pyiceberg.catalog.sql import SqlCatalog
+
     raw, embedded, curated = run.data / "raw", run.data / "embeddings-text", run.data / "curated"
     config = ROOT / "select_config.yaml"
     # The shipped example, its /data/ moved into this run's folder; the catalog does not exist yet.
@@ -447,6 +460,8 @@ def curated_check(
 
 def iceberg_check(options: dict, name: str, output: Path, date: str) -> tuple[bool, str, int | None]:
     """The table read back under the catalog's name holds the day's subset, committed by its run."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
     options = dict(options)
     if not Path(options["uri"].removeprefix("sqlite:///")).is_file():
         return False, f"no catalog at {options['uri']}", None
@@ -464,64 +479,116 @@ def iceberg_check(options: dict, name: str, output: Path, date: str) -> tuple[bo
     return ok, detail, snapshot.snapshot_id
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["all", "select", "curation"], default="all")
-    part = parser.parse_args().part
+@dataclass
+class Setup:
+    """What the parts share: the Airflow commands, the cluster, and every check so far."""
+
+    run: Run
+    cluster: StandaloneCluster
+    checks: Checks
+
+    def completed_apps(self) -> list[str]:
+        return [app["id"] for app in (self.cluster.master_state() or {}).get("completedapps", [])]
+
+
+def failed_since(checks: Checks, start: int, what: str) -> None:
+    """Fails the test if a check recorded since ``start`` failed (or none was recorded)."""
+    rows = checks.rows[start:]
+    failed = [f"{row['step']}: {row['detail']}" for row in rows if not row["ok"]]
+    if failed or not rows:
+        pytest.fail(f"{what}: " + ("; ".join(failed) or "no check ran"), pytrace=False)
+
+
+@contextlib.contextmanager
+def reported(checks: Checks) -> Iterator[None]:
+    """An unexpected error is recorded as a failed check (for the summary), then raised."""
+    try:
+        yield
+    except Exception as error:
+        checks.step("unexpected error", False, f"{type(error).__name__}: {error}"[:3000])
+        raise
+
+
+def applications_check(setup: Setup, before: list[str], expected: int) -> None:
+    """Every spark-submit of a part ran as an application of the standalone cluster, with executors on
+    its workers. (The job names its application itself, so the operator's `name` does not show here.)
+    The master files an application as completed a moment after its driver stops: waits up to 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        apps = [app for app in setup.completed_apps() if app not in before]
+        if len(apps) >= expected or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    executed = {path.name for path in (ROOT / "spark").glob("worker-*/app-*")}
+    with_executors = sum(app in executed for app in apps)
+    setup.checks.step(
+        "each spark-submit ran an application on the cluster",
+        len(apps) == expected and with_executors >= expected - 1,
+        f"{len(apps)} completed applications ({expected} expected), {with_executors} with executors on the workers",
+    )
+
+
+def summarize(checks: Checks, logs: Path) -> None:
+    (ROOT / "summary.json").write_text(json.dumps(checks.rows, indent=1))
+    print("\nsummary:")
+    for row in checks.rows:
+        took = f"{row['seconds']:>6.0f} s" if "seconds" in row else " " * 8
+        print(f"  {'ok  ' if row['ok'] else 'FAIL'} {took}  {row['step']}: {row['detail']}")
+    print("PASSED" if checks.passed else "FAILED", f"(logs: {logs.relative_to(REPO)})")
+
+
+@pytest.fixture(scope="module")
+def airflow() -> Iterator[Setup]:
+    """Airflow installed, a fresh run folder and AIRFLOW_HOME, the standalone cluster started and the
+    ``spark_default`` connection to it, the DAG file imported; stopped and summarised at the end."""
     checks = Checks()
     BASE.mkdir(parents=True, exist_ok=True)
-    airflow = install_airflow(checks)
+    airflow_bin = install_airflow(checks)
     if ROOT.exists():
         shutil.rmtree(ROOT)
     ROOT.mkdir(parents=True)
     run_ = Run(
-        airflow, package_zip(ROOT / "spark_sensitivity.zip"), python_without_package(ROOT / "cluster-python")
+        airflow_bin,
+        package_zip(ROOT / "spark_sensitivity.zip"),
+        python_without_package(ROOT / "cluster-python"),
     )
     cluster = StandaloneCluster(ROOT / "spark", workers=2, cores=1, memory="1g")
     try:
-        code, seconds, log = run_.airflow_cli("db-migrate", "db", "migrate")
-        checks.step("airflow db migrate", code == 0, f"exit {code}", seconds)
-        if code:
-            return 1
-        start = time.monotonic()
-        cluster.start()
-        checks.step("standalone Spark cluster", True, f"{cluster.url}, 2 workers", time.monotonic() - start)
-        code, seconds, log = run_.airflow_cli(
-            "connection", "connections", "add", "spark_default", "--conn-uri", cluster.url
-        )
-        checks.step("connection spark_default", code == 0, f"{cluster.url}, exit {code}", seconds)
-        code, seconds, log = run_.airflow_cli("dags-list", "dags", "list-import-errors")
-        checks.step(
-            "the DAG file imports", code == 0 and "airflow_dag.py" not in log, f"exit {code}", seconds
-        )
-        expected = 0
-        if part in ("all", "select"):
-            expected += select_days(run_, checks)
-        if part in ("all", "curation"):
-            expected += curation_days(run_, checks)
-        # Every run was an application of the standalone cluster, with executors on its workers. (The
-        # job names its application itself, so the operator's `name` does not show here.)
-        apps = [app["id"] for app in (cluster.master_state() or {}).get("completedapps", [])]
-        executed = {path.name for path in (ROOT / "spark").glob("worker-*/app-*")}
-        with_executors = sum(app in executed for app in apps)
-        checks.step(
-            "each spark-submit ran an application on the cluster",
-            len(apps) == expected and with_executors >= expected - 1,
-            f"{len(apps)} completed applications ({expected} expected), {with_executors} with executors on the workers",
-        )
-        return 0 if checks.passed else 1
-    except Exception as error:  # noqa: BLE001 - any failure is reported as a failed step
-        checks.step("unexpected error", False, f"{type(error).__name__}: {error}"[:3000])
-        return 1
+        with reported(checks):
+            code, seconds, log = run_.airflow_cli("db-migrate", "db", "migrate")
+            checks.step("airflow db migrate", code == 0, f"exit {code}", seconds)
+            failed_since(checks, 0, "set-up")
+            start = time.monotonic()
+            cluster.start()
+            checks.step(
+                "standalone Spark cluster", True, f"{cluster.url}, 2 workers", time.monotonic() - start
+            )
+            code, seconds, log = run_.airflow_cli(
+                "connection", "connections", "add", "spark_default", "--conn-uri", cluster.url
+            )
+            checks.step("connection spark_default", code == 0, f"{cluster.url}, exit {code}", seconds)
+            code, seconds, log = run_.airflow_cli("dags-list", "dags", "list-import-errors")
+            checks.step(
+                "the DAG file imports", code == 0 and "airflow_dag.py" not in log, f"exit {code}", seconds
+            )
+        failed_since(checks, 0, "set-up")
+        yield Setup(run_, cluster, checks)
     finally:
         cluster.stop()
-        (ROOT / "summary.json").write_text(json.dumps(checks.rows, indent=1))
-        print("\nsummary:")
-        for row in checks.rows:
-            took = f"{row['seconds']:>6.0f} s" if "seconds" in row else " " * 8
-            print(f"  {'ok  ' if row['ok'] else 'FAIL'} {took}  {row['step']}: {row['detail']}")
-        print("PASSED" if checks.passed else "FAILED", f"(logs: {run_.logs.relative_to(REPO)})")
+        summarize(checks, run_.logs)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def test_select_days(airflow: Setup) -> None:
+    """Part ``select``: three dates, a retry, a backfill, a failing run (no embed task)."""
+    start, before = len(airflow.checks.rows), airflow.completed_apps()
+    with reported(airflow.checks):
+        applications_check(airflow, before, select_days(airflow.run, airflow.checks))
+    failed_since(airflow.checks, start, "part select")
+
+
+def test_curation_days(airflow: Setup) -> None:
+    """Part ``curation``: embed -> dedup + select (auto) -> an Iceberg table, two days."""
+    start, before = len(airflow.checks.rows), airflow.completed_apps()
+    with reported(airflow.checks):
+        applications_check(airflow, before, curation_days(airflow.run, airflow.checks))
+    failed_since(airflow.checks, start, "part curation")

@@ -1,5 +1,13 @@
 """Rows per second of the Spark embedding stage against a plain single-process encode loop.
 
+Feeds docs/EMBEDDING.md, sections "Throughput" and "image-pca: small grayscale images"
+(``--image-quality``), and docs/PERFORMANCE.md (``compare --embed-results``, the embed stage's
+figures; quoted in "Where a target is missed, and why"). Prints JSON. From the repository root:
+
+    python -m benchmarks.performance.embed_throughput --rows 2000 --threads 2
+    python -m benchmarks.performance.embed_throughput --rows 20000 --embedders hashing,image-pca
+    python -m benchmarks.performance.embed_throughput --image-quality
+
 The text is real English: sentences from the docstrings of Python's standard library (read with
 ast, nothing imported), so lengths and vocabulary are those of ordinary prose. The baseline runs
 sentence-transformers in this process with --threads torch threads; Spark runs local[--threads]
@@ -7,9 +15,6 @@ with one task per core and one torch thread per task (Spark sets OMP_NUM_THREADS
 spark.task.cpus), so both use the same number of threads. Spark is timed cold once (the Python
 workers start and load the model), then warm runs (workers and model reused) alternate with the
 baseline runs, and the medians are compared.
-
-    python benchmarks/embed_throughput.py --rows 2000 --threads 2
-    python benchmarks/embed_throughput.py --rows 20000 --embedders hashing,image-pca
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """EfficientNet-Lite0 features of Fashion-MNIST, cached for the experiments, and what they are worth.
 
+Feeds docs/EMBEDDING.md, section "Pretrained image features on Fashion-MNIST" (``analyse``, quoted
+there and in docs/RESULTS.md "(a) with CNN features" and "(c) with CNN features"), and caches the
+features those two sections of docs/RESULTS.md are run on (``extract``). From the repository root:
+
+    python -m benchmarks.experiments.image_features extract --engine spark   # about 5 minutes on 2 quiet cores
+    python -m benchmarks.experiments.image_features analyse                  # prints JSON; runs/features/analysis.json
+
 ``extract`` embeds the 60,000 training and 10,000 test images with the ``efficientnet-lite0``
 embedder (1280-d, images scaled to 64 x 64) and saves them as float32 ``.npy`` files under
 ``runs/features/`` (gitignored), in the dataset's row order:
@@ -12,22 +19,19 @@ table of raw image bytes and converts its output; ``--engine direct`` calls the 
 function in this process (the same code the executors run, without Spark). Both print images/s.
 An experiment loads the cache with :func:`load_features`::
 
-    sys.path.insert(0, "benchmarks"); from image_features import load_features
+    from benchmarks.experiments.image_features import load_features
     x, y, x_test, y_test = load_features()
 
 ``analyse`` measures, on the training set, the share of the per-example loss variance explained by
 k-means clusters (R^2 of the loss on its cluster means; k = 100, the project's driver engine
 ``spark_sensitivity.core.localkmeans``, a few seeds), for clusters on PCA-50 of the pixels, PCA-50 of
 the CNN features and the full CNN features. The loss is the cross-entropy of a logistic regression
-trained on 1,000 uniformly chosen images (as in experiment_loss_estimation.py), once on PCA-50
+trained on 1,000 uniformly chosen images (as in ``loss_estimation``), once on PCA-50
 pixels (the loss of experiment (a)) and once on the CNN features. It also reports the test accuracy
 of logistic regression trained on 1,000 and 8,000 images of each embedding.
 
 ``fashion_cnn()`` is the representation of the experiments' ``--representation cnn`` (PCA-50 of
 the standardized features, train and test).
-
-    python benchmarks/image_features.py extract --engine spark      # about 5 minutes on 2 quiet cores
-    python benchmarks/image_features.py analyse                     # prints JSON; runs/features/analysis.json
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from experiment_common import REPO, spark_session, standardizer
 
+from benchmarks.common import REPO, spark_session, standardizer
 from spark_sensitivity.core import localkmeans
 from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
 
@@ -51,6 +55,7 @@ CACHE = REPO / "runs" / "features"
 SPLITS = ("train", "t10k")
 WARMUP = 1_000
 CHUNK = 2_048
+EXTRACT = "python -m benchmarks.experiments.image_features extract"  # in the messages
 
 
 def feature_path(split: str, size: int = 64) -> Path:
@@ -59,12 +64,13 @@ def feature_path(split: str, size: int = 64) -> Path:
 
 def load_features(size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cached CNN features and labels: train (60000, 1280), train labels, test (10000, 1280), test
-    labels; rows in the dataset's order. Run ``image_features.py extract`` first. While a direct
-    extraction is under way (or was stopped), the training rows are its finished prefix."""
+    labels; rows in the dataset's order. Run ``python -m benchmarks.experiments.image_features
+    extract`` first. While a direct extraction is under way (or was stopped), the training rows are
+    its finished prefix."""
     (_, y), (_, y_test) = (load_fashion_mnist(s) for s in SPLITS)
     x, x_test = (_cached(s, size) for s in SPLITS)
     if len(x_test) < len(y_test):
-        raise FileNotFoundError(f"only {len(x_test)} test images are cached; run image_features.py extract")
+        raise FileNotFoundError(f"only {len(x_test)} test images are cached; run {EXTRACT}")
     return x, y[: len(x)].astype(np.int64), x_test, y_test.astype(np.int64)
 
 
@@ -81,9 +87,7 @@ def _cached(split: str, size: int) -> np.ndarray:
         parts.append(np.load(_chunk_path(split, size, start)))
         start += len(parts[-1])
     if not parts:
-        raise FileNotFoundError(
-            f"no cached features at {feature_path(split, size)}; run image_features.py extract"
-        )
+        raise FileNotFoundError(f"no cached features at {feature_path(split, size)}; run {EXTRACT}")
     return np.concatenate(parts)
 
 
@@ -165,7 +169,7 @@ def _fit_logistic(x: np.ndarray, y: np.ndarray, rows: np.ndarray):
 
 def warmup_losses(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-example cross-entropy of a logistic regression trained on 1,000 uniform images (seed 0,
-    the rows experiment_loss_estimation.py uses)."""
+    the rows ``loss_estimation`` uses)."""
     warm = np.random.default_rng(0).choice(len(y), size=WARMUP, replace=False)
     model, scale = _fit_logistic(x, y, warm)
     # From the logits: predict_log_proba takes the log of probabilities that underflow to 0 (an
@@ -247,10 +251,10 @@ def fashion_cnn(components: int = 50) -> dict[str, np.ndarray]:
     """The CNN representation of the experiments' ``--representation cnn``: the cached 1280-d
     features of train and test, each feature standardized by its mean and spread on the training
     images, projected on their top ``components`` principal components (fitted on 10,000 of the
-    70,000 images, seed 0). The same keys as ``experiment_common.fashion_pca``."""
+    70,000 images, seed 0). The same keys as ``benchmarks.common.fashion_pca``."""
     x, y, x_test, y_test = load_features()
     if len(x) < len(y) or len(x) < 60_000:
-        raise FileNotFoundError(f"only {len(x)} training images are cached; run image_features.py extract")
+        raise FileNotFoundError(f"only {len(x)} training images are cached; run {EXTRACT}")
     scale = standardizer(x.astype(np.float64))
     both = pca_embed_vectors(scale(np.concatenate([x, x_test]).astype(np.float64)), components)
     return {"x": both[: len(y)], "y": y, "x_test": both[len(y) :], "y_test": y_test}

@@ -1,5 +1,11 @@
 """Validates the forecast (spark_sensitivity.core.forecast) against the realised RMSE of each scheme.
 
+Regenerates docs/FORECAST.md, section "Validation" (markers ``validation``). From the repository
+root:
+
+    python -m benchmarks.experiments.forecast_validation --quick   # synthetic only, 100 seeds, leaves docs/ alone
+    python -m benchmarks.experiments.forecast_validation           # both, 500 seeds, updates docs/FORECAST.md
+
 For each data set, sampling rule and m: the forecast from a uniform pilot of user losses and, for
 the loss-aware rule, from the k representatives' losses alone; the realised RMSE of the relative
 error of the mean-loss estimate over many seeded draws, drawn in numpy exactly as the library draws
@@ -8,10 +14,7 @@ error of the mean-loss estimate over many seeded draws, drawn in numpy exactly a
 
 Data: (a) synthetic blobs where the loss is a smooth function of the embedding plus noise (two
 noise levels); (b) Fashion-MNIST with the logistic-regression loss of
-``experiment_loss_estimation.py`` on 50 PCA components of the pixels.
-
-    python benchmarks/forecast_validation.py --quick   # synthetic only, 100 seeds, leaves docs/ alone
-    python benchmarks/forecast_validation.py           # both, 500 seeds, updates docs/FORECAST.md
+``loss_estimation`` (experiment (a)) on 50 PCA components of the pixels.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import REPO
 from spark_sensitivity.core import forecast, localkmeans
 from spark_sensitivity.core.baselines import allocate
 from spark_sensitivity.core.lossaware import LossAwareSensitivity
 from spark_sensitivity.core.score import ClusterStats
 
-REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "FORECAST.md"
 PILOT = 500
 K = 100
@@ -48,8 +51,8 @@ def synthetic(noise: float, seed: int = 0, n: int = 50_000, dim: int = 16) -> tu
 
 
 def fashion() -> tuple[np.ndarray, np.ndarray]:
-    from experiment_common import fashion_pca
-    from experiment_loss_estimation import classifier_losses
+    from benchmarks.common import fashion_pca
+    from benchmarks.experiments.loss_estimation import classifier_losses
 
     data = fashion_pca()
     losses, _ = classifier_losses(data)

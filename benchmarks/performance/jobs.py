@@ -1,13 +1,16 @@
 """How many Spark jobs, stages and passes over the input one select run costs (issue: the fixed cost).
 
+Feeds docs/PERFORMANCE.md, section "Jobs and passes over the input per run" (prints JSON). From the
+repository root:
+
+    python -m benchmarks.performance.jobs                     # 400,000 x 64 blobs, k = 200, m = 5,000
+    python -m benchmarks.performance.jobs --rows 50000 --dim 16 --k 50 --m 1000
+    python -m benchmarks.performance.jobs --rows 50000 --dim 16 --k 50 --m 1000 --loss-aware   # round 2
+
 Unlike timings, these counts do not depend on the machine's load. The run goes through the
-project's ``run_select`` in one local[2] session with the UI's REST API on, and every stage of the
+project's ``workflows.select.run_select`` in one local[2] session with the UI's REST API on, and every stage of the
 run is read back from it: a stage whose input records reach the table's row count is a pass over the
 input (a scan of the Parquet files; reads of persisted data are not input).
-
-    python benchmarks/perf_jobs.py                     # 400,000 x 64 blobs, k = 200, m = 5,000
-    python benchmarks/perf_jobs.py --rows 50000 --dim 16 --k 50 --m 1000
-    python benchmarks/perf_jobs.py --rows 50000 --dim 16 --k 50 --m 1000 --loss-aware   # round 2
 
 With ``--loss-aware`` the counted run is loss-aware round 2 (round 1 runs first, uncounted; the
 representatives' loss is the norm of their embedding).

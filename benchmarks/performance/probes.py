@@ -1,5 +1,9 @@
 """What bounds the assignment pass: the float32 GEMM rate, the per-batch kernel, and the Spark pass.
 
+A helper of ``python -m benchmarks.performance.compare`` (docs/PERFORMANCE.md, the GEMM rate and
+the assignment breakdown of the block between the ``perf:begin`` and ``perf:end`` markers) and of
+``gpu_kernel`` (:func:`best_seconds`). Not run on its own.
+
 The assignment pass does n * k * d multiply-adds; at the machine's float32 matrix-multiply rate that
 takes 2 n k d / rate seconds, a floor no implementation beats. The pass itself is split into what
 can be timed alone: scanning the Parquet embeddings in the JVM, moving them to Python as Arrow

@@ -1,7 +1,12 @@
 """Evidence for semantic deduplication (docs/DEDUP.md): planted duplicates, Fashion-MNIST's own
 near-duplicates, and throughput against single-machine numpy baselines.
 
-    python benchmarks/dedup_eval.py --workdir runs/dedup_eval [--rows 100000]
+Feeds docs/DEDUP.md, section "Evidence" (blobs, Fashion-MNIST, throughput; its ``dedup``,
+``planted_scores`` and ``write`` also serve ``dedup_text``), and docs/PERFORMANCE.md, section
+"Semantic deduplication (`dedup`, `select --dedup-eps`)" (the throughput table). From the
+repository root:
+
+    python -m benchmarks.experiments.dedup_eval --workdir runs/dedup_eval [--rows 100000]
 
 Prints one JSON document. Planted groups are a source row plus one or two copies with tiny noise;
 recall = rows of planted groups removed / (group size - 1, summed), precision = removed rows that
@@ -149,6 +154,13 @@ def fashion_pairs(pairs: dict[int, int], labels: np.ndarray, count: int = 6) -> 
 
 
 def main() -> None:
+    """The three measurements one after the other, in one Spark session, into one JSON document.
+
+    Why this is long: it is the script's single linear record of what docs/DEDUP.md quotes (blobs
+    with planted copies, Fashion-MNIST's own and planted near-duplicates, the numpy baselines), each
+    part a few lines of set-up and a dict of figures; split up, the parts would only pass the session,
+    the work folder and the shared random stream around.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/dedup_eval")
     parser.add_argument("--rows", type=int, default=100_000, help="blob rows before planting")

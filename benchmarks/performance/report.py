@@ -1,4 +1,9 @@
-"""Turns the benchmark's raw figures into medians, ratios, target checks, a projection and Markdown."""
+"""Turns the benchmark's raw figures into medians, ratios, target checks, a projection and Markdown.
+
+A helper of ``python -m benchmarks.performance.compare``: :func:`markdown` and :func:`update_doc`
+write docs/PERFORMANCE.md's block between the ``perf:begin`` and ``perf:end`` markers. Not run on its
+own.
+"""
 
 from __future__ import annotations
 
@@ -252,9 +257,16 @@ def _seconds(value: float) -> str:
 
 
 def markdown(results: dict, summary: dict) -> str:
+    """The generated block of docs/PERFORMANCE.md, from the raw results and their summary.
+
+    Why this is long: it is the template of one Markdown page section (settings, versions, the
+    pipelines' table, the assignment breakdown, the n/2n scaling, the embed stage, the targets, the
+    projection), each part a few lines appended in the order the page shows them; split into
+    functions it would read as the same list of appends, spread out.
+    """
     s, v = results["settings"], results["versions"]
     command = (
-        f"python benchmarks/perf.py --rows {s['rows']} --dim {s['dim']} --k {s['k']} --sample-size "
+        f"python -m benchmarks.performance.compare --rows {s['rows']} --dim {s['dim']} --k {s['k']} --sample-size "
         f"{s['sample_size']} --repeats {s['repeats']} --once {s['once']} --engines {s['engines']}"
     )
     lines = [
@@ -345,7 +357,7 @@ def markdown(results: dict, summary: dict) -> str:
         st = results["embed"].get("sentence-transformers", {})
         lines += [
             "",
-            f"Embed stage (from benchmarks/embed_throughput.py, {results['embed'].get('rows')} rows): Spark "
+            f"Embed stage (from benchmarks.performance.embed_throughput, {results['embed'].get('rows')} rows): Spark "
             f"{st.get('spark_warm_rows_per_s')} rows/s, plain encode loop {st.get('baseline_chunk_loop_rows_per_s')} "
             f"rows/s, ratio {st.get('ratio_to_chunk_loop')}.",
         ]
@@ -380,7 +392,7 @@ def markdown(results: dict, summary: dict) -> str:
 
 def update_doc(path: Path, block: str) -> None:
     """Replaces the text between the markers (or appends a marked block when there is none)."""
-    generated = f"{BEGIN}\n<!-- written by benchmarks/perf.py; edits here are overwritten -->\n{block}\n{END}"
+    generated = f"{BEGIN}\n<!-- written by benchmarks/performance/compare.py; edits here are overwritten -->\n{block}\n{END}"
     page = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
     page = (

@@ -1,21 +1,26 @@
 """The k-means cost of the experiment harnesses' fit settings against the CLI's defaults.
 
+Feeds docs/RESULTS.md, sections "(a) Estimating the average loss" and "(c) Classification accuracy
+vs budget" (the k-means cost of their fit settings, quoted in the text; prints only). From the
+repository root:
+
+    python -m benchmarks.experiments.fit_settings_cost
+
 docs/RESULTS.md (a) fits with 100 points per center and (c) with 50 and random initialisation,
 where `select` uses 256 and k-means||; this prints the total k-means cost of each on the
 Fashion-MNIST PCA rows those sections use, mean of seeds 0-2.
-
-    python benchmarks/fit_settings_cost.py
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from experiment_common import fashion_pca, spark_session, vector_array
 
+from benchmarks.common import fashion_pca, spark_session, vector_array
 from spark_sensitivity import SensitivitySampler
 
 HARNESS = {100: {"pointsPerCenter": 100}, 300: {"pointsPerCenter": 50, "initMode": "random"}}
@@ -23,6 +28,7 @@ HARNESS[1000] = HARNESS[300]
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # no options; --help
     x = fashion_pca()["x"]
     spark = spark_session()
     with tempfile.TemporaryDirectory() as folder:

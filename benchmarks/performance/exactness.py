@@ -1,8 +1,13 @@
 """What the exact nearest-center kernel costs: the assignment kernel and one driver Lloyd pass, next to
-another version of ``localkmeans.py`` (for example the one before the change), interleaved.
+another version of ``spark_sensitivity/core/localkmeans.py`` (for example the one before the
+change), interleaved.
+
+Feeds docs/PERFORMANCE.md, section "What was tried, and what each change measured" (the table
+"What the exact nearest center costs"; prints JSON). From the repository root (c00934f, the commit
+before the change, still had the module at spark_sensitivity/localkmeans.py):
 
     git show c00934f:spark_sensitivity/localkmeans.py > before_localkmeans.py
-    python benchmarks/perf_exactness.py --baseline before_localkmeans.py
+    python -m benchmarks.performance.exactness --baseline before_localkmeans.py
 
 Both run in one thread (as in a Spark task); the best of ``--repeats`` runs is kept, because the
 machine is shared. Prints one JSON object, with the load average before and after.

@@ -1,11 +1,20 @@
 """Experiment (a): estimating a classifier's average loss on Fashion-MNIST from a weighted sample.
 
+Regenerates docs/RESULTS.md, sections "(a) Estimating the average loss" (markers ``experiment-a``)
+and "(a) with CNN features" (``experiment-a-cnn``), with docs/figures/experiment_loss_estimation*.png;
+its loss is also the one of docs/FORECAST.md's "Validation" (``forecast_validation``). From the
+repository root:
+
+    python -m benchmarks.experiments.loss_estimation --quick   # 2 fits x 10 draws, 2 sizes; leaves docs/ alone
+    python -m benchmarks.experiments.loss_estimation           # full: 10 fits x 20 draws, updates docs/RESULTS.md
+    python -m benchmarks.experiments.loss_estimation --representation cnn --workdir runs/experiments-cnn
+
 The classifier is a logistic regression on 50 PCA components of the pixels, trained on a uniform
 warm-up of 1,000 training images; the loss is its per-example cross-entropy on all 60,000 training
 images. Every k-means fit has its own seed (fit sample and init, the default engine: the driver at
 this size), and each fit is followed by its own draw seeds (fit f draws with seeds D*f, ...,
-D*f + D - 1). For each sample size every scheme of ``spark_sensitivity.workflows.evaluate`` selects rows through
-the project's Spark code and estimates the mean loss; we report the RMSE of the relative error next
+D*f + D - 1). For each sample size every scheme of ``spark_sensitivity.workflows.evaluate`` selects
+rows through the project's Spark code and estimates the mean loss; we report the RMSE of the relative error next
 to uniform sampling on the same draw seeds given the same number of loss evaluations (the loss-aware
 scheme also evaluates the loss on its k representatives), with a bootstrap over fits, and the mean
 relative error with its standard error over fits. The per-fit errors are saved after every fit
@@ -15,13 +24,10 @@ Embeddings: the PCA pixels (model-free), and the classifier's centred log-probab
 model's outputs on every row: inference on all n rows, no labels).
 
 ``--representation cnn`` replaces the PCA pixels everywhere by PCA-50 of the standardized
-EfficientNet-Lite0 features (``image_features.fashion_cnn``; run ``image_features.py extract``
-first): the classifier whose loss is estimated is trained on them and k-means clusters them. Its
-results go to their own section of docs/RESULTS.md (markers ``experiment-a-cnn``) and figure.
-
-    python benchmarks/experiment_loss_estimation.py --quick   # 2 fits x 10 draws, 2 sizes; leaves docs/ alone
-    python benchmarks/experiment_loss_estimation.py           # full: 10 fits x 20 draws, updates docs/RESULTS.md
-    python benchmarks/experiment_loss_estimation.py --representation cnn --workdir runs/experiments-cnn
+EfficientNet-Lite0 features (``image_features.fashion_cnn``; run
+``python -m benchmarks.experiments.image_features extract`` first): the classifier whose loss is
+estimated is trained on them and k-means clusters them. Its results go to their own section of
+docs/RESULTS.md (markers ``experiment-a-cnn``) and figure.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from experiment_common import (
+from sklearn.linear_model import LogisticRegression
+
+from benchmarks.common import (
     FIGURES,
     fashion_pca,
     markdown_table,
@@ -41,9 +49,7 @@ from experiment_common import (
     standardizer,
     write_table,
 )
-from image_features import fashion_cnn
-from sklearn.linear_model import LogisticRegression
-
+from benchmarks.experiments.image_features import fashion_cnn
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.workflows import evaluate
 
@@ -347,7 +353,7 @@ def section(report: dict, rows: list[dict]) -> str:
     )
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="2 sample sizes, 2 fits x 10 draws; leaves docs/ alone"
@@ -399,7 +405,12 @@ def main() -> None:
         action="store_true",
         help="run nothing: summarize the fits saved in WORKDIR/loss-estimation-runs.json",
     )
-    args = parser.parse_args()  # fmt: skip
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
+    args = parser.parse_args()
     workdir = Path(args.workdir)
     embeddings = args.embeddings or [args.representation, "outputs"]
     if any(e not in (args.representation, "outputs") for e in embeddings):

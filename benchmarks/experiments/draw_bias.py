@@ -1,14 +1,17 @@
 """Is the i.i.d. draw (``sample.draw`` / ``evaluate.repeated_draws``) unbiased? Two checks, many seeds.
 
+Feeds docs/RESULTS.md, section "(a) Estimating the average loss" (the check of the draw quoted
+there; prints only). From the repository root:
+
+    python -m benchmarks.experiments.draw_bias numpy --m 100 --seeds 20000
+    python -m benchmarks.experiments.draw_bias spark --m 20 --seeds 2000
+
 1. ``numpy``: the candidate mechanism itself (Poisson candidates per row, the m smallest keys, the
    retry when fewer than m candidates come up) with the project's ``rowrandom`` streams, on a
    heavy-tailed loss unrelated to the probabilities, next to numpy's multinomial on the same q.
 2. ``spark``: the Spark path of ``evaluate.repeated_draws`` on a k-means model of blobs, with a loss
    close to proportional to the model-free sensitivity (so the estimator's variance is small and a
    bias of a fraction of a percent would show).
-
-    python benchmarks/draw_bias.py numpy --m 100 --seeds 20000
-    python benchmarks/draw_bias.py spark --m 20 --seeds 2000
 
 Prints the mean relative error of the weighted estimate of the mean loss, with its standard error.
 """
@@ -67,8 +70,7 @@ def numpy_check(m: int, seeds: int, n: int = 3000) -> dict[str, float]:
 
 
 def spark_check(m: int, seeds: int, n: int = 3000) -> dict[str, float]:
-    from experiment_common import spark_session
-
+    from benchmarks.common import spark_session
     from spark_sensitivity import SensitivitySampler
     from spark_sensitivity.workflows import evaluate
 

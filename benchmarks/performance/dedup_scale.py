@@ -1,8 +1,9 @@
 """Dedup at the text model's dimension on dense near-duplicates: time and peak memory against select.
 
-Regenerates the table "At 384 dimensions, dense near-duplicates" of docs/DEDUP.md.
+Feeds docs/DEDUP.md, section "How it runs" (the table "At 384 dimensions, dense near-duplicates";
+prints JSON). From the repository root:
 
-    python benchmarks/dedup_scale.py --workdir runs/dedup_scale --rows 20000 100000 1000000
+    python -m benchmarks.performance.dedup_scale --workdir runs/dedup_scale --rows 20000 100000 1000000
 
 For each size it writes a table of Gaussian blobs (float32, streamed to Parquet in chunks, never whole
 in memory), then runs in fresh processes, one after the other: `dedup` (--k, --dedup-eps) and

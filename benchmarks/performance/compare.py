@@ -1,19 +1,25 @@
 """Performance benchmark: the select job against naive Spark, scikit-learn and faiss on the same data.
 
+Regenerates docs/PERFORMANCE.md, the block between ``<!-- perf:begin -->`` and ``<!-- perf:end -->``
+(under "Running it"); the rest of that page is written by hand from its figures. From the
+repository root:
+
+    python -m benchmarks.performance.compare --rows 100000 --k 100 --no-scaling   # a few minutes
+    python -m benchmarks.performance.compare    # 1M x 128, k = 1000, then the select job alone at 1M and 2M
+
 One command generates the embeddings (an imbalanced Gaussian mixture, written once and reused) and
 measures, each part in its own process so that memory peaks and JVM state do not leak between them:
 
 1. the float32 GEMM rate of numpy (with the environment's OpenBLAS settings and without them) and of
    the assignment kernel, which bound the assignment pass;
-2. the four pipelines of perf_pipelines.py, alternated ``--repeats`` times in one Spark session after
+2. the four pipelines of ``pipelines``, alternated ``--repeats`` times in one Spark session after
    a warm-up (medians are reported), and the assignment pass split into scan, Arrow and kernel;
 3. the select job alone at n and 2n in fresh processes: time per stage and driver peak memory.
 
 It prints every figure and writes them to ``--results`` (JSON) and into ``--doc`` between the
 markers ``<!-- perf:begin -->`` and ``<!-- perf:end -->`` (the rest of the page is left alone).
-
-    python benchmarks/perf.py --rows 100000 --k 100          # a few minutes
-    python benchmarks/perf.py                                  # 1M x 128, k = 1000, and 2M
+Its parts run as children: this module again, ``python -m benchmarks.performance.compare ... --child
+KIND``, so run it from the repository root.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import REPO
 
 
 class Entry(NamedTuple):
@@ -106,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     out.add_argument("--doc", default=str(REPO / "docs" / "PERFORMANCE.md"), help="'' to leave it alone")
     out.add_argument(
         "--embed-results",
-        help="JSON printed by benchmarks/embed_throughput.py, to quote the embed stage's figures",
+        help="JSON printed by benchmarks.performance.embed_throughput, to quote the embed stage's figures",
     )
     parser.add_argument("--child", choices=("gemm", "compare", "scale"), help=argparse.SUPPRESS)
     parser.add_argument("--child-data", help=argparse.SUPPRESS)
@@ -158,19 +164,20 @@ def spark_session(args: argparse.Namespace) -> Any:
 def _run_pipeline(spark: Any, entry: Entry, data: str, out: str, args: argparse.Namespace, seed: int) -> dict:
     """One run of one pipeline; the driver's own numeric work uses ``entry.threads`` threads."""
     import faiss
-    import perf_pipelines
     from threadpoolctl import threadpool_limits
+
+    from benchmarks.performance import pipelines
 
     params = {"k": args.k, "m": args.sample_size, "seed": seed, "max_iter": args.max_iter}
     faiss.omp_set_num_threads(entry.threads)
     before = load()
     with threadpool_limits(limits=entry.threads):
         if entry.name == "project":
-            result = perf_pipelines.project(spark, data, out, engine=entry.engine, **params)
+            result = pipelines.project(spark, data, out, engine=entry.engine, **params)
         elif entry.name == "naive":
-            result = perf_pipelines.naive(spark, data, out, **params)
+            result = pipelines.naive(spark, data, out, **params)
         else:
-            result = getattr(perf_pipelines, entry.name)(data, out, **params)
+            result = getattr(pipelines, entry.name)(data, out, **params)
     result["load"] = [before, load()]
     if spark is not None:
         # Frames the run left cached would serve the next run with the same centers for free.
@@ -202,7 +209,7 @@ def _entries(args: argparse.Namespace) -> list[Entry]:
 
 def child_compare(args: argparse.Namespace, data: dict) -> dict:
     """All pipelines alternated on one table; then the assignment pass broken down."""
-    import perf_probes
+    from benchmarks.performance import probes
 
     spark = spark_session(args)
     entries = _entries(args)
@@ -231,7 +238,7 @@ def child_compare(args: argparse.Namespace, data: dict) -> dict:
         if centers is not None:
             for batch_rows in [int(b) for b in args.batch_rows.split(",")]:
                 before = load()
-                result = perf_probes.assignment_breakdown(spark, data["n"], centers, batch_rows, args.repeats)
+                result = probes.assignment_breakdown(spark, data["n"], centers, batch_rows, args.repeats)
                 result["load"] = [before, load()]
                 breakdown[str(batch_rows)] = result
                 print(f"  assignment pass, batches of {batch_rows}: {result}", flush=True)
@@ -241,7 +248,7 @@ def child_compare(args: argparse.Namespace, data: dict) -> dict:
 
 def child_scale(args: argparse.Namespace, data: dict) -> dict:
     """One select run on a fresh driver, with its peak memory."""
-    from perf_memory import DriverMemory
+    from benchmarks.performance.memory import DriverMemory
 
     spark = spark_session(args)
     memory = DriverMemory(spark)
@@ -256,17 +263,18 @@ def child_scale(args: argparse.Namespace, data: dict) -> dict:
 
 
 def child_gemm(args: argparse.Namespace, data: dict) -> dict:
-    import perf_probes
+    from benchmarks.performance import probes
 
-    return perf_probes.gemm_rates(args.k, args.dim) | {"load": load()}
+    return probes.gemm_rates(args.k, args.dim) | {"load": load()}
 
 
 def run_child(args: argparse.Namespace, kind: str, data: dict, env: dict | None = None) -> dict:
-    """Runs one part in a fresh process and returns its JSON result."""
+    """Runs one part in a fresh process (this module, from the current folder: the repository root)
+    and returns its JSON result."""
     with tempfile.TemporaryDirectory(prefix="perf-") as folder:
         data_file, out_file = Path(folder) / "data.json", Path(folder) / "out.json"
         data_file.write_text(json.dumps(data))
-        command = [sys.executable, __file__, *sys.argv[1:], "--child", kind]
+        command = [sys.executable, "-m", __spec__.name, *sys.argv[1:], "--child", kind]
         command += ["--child-data", str(data_file), "--child-out", str(out_file)]
         subprocess.run(command, check=True, env=env)
         return json.loads(out_file.read_text())
@@ -296,7 +304,7 @@ def main() -> None:
         Path(args.child_out).write_text(json.dumps(result))
         return
 
-    import perf_report
+    from benchmarks.performance import report
 
     started = time.perf_counter()
     keys = ("rows", "dim", "k", "sample_size", "max_iter", "seed", "repeats", "once", "engines")
@@ -338,13 +346,13 @@ def main() -> None:
         results["embed"] = json.loads(Path(args.embed_results).read_text())
     results["load_end"] = load()
     results["benchmark_seconds"] = round(time.perf_counter() - started, 1)
-    summary = perf_report.summarize(results)
+    summary = report.summarize(results)
     results["summary"] = summary
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     Path(args.results).write_text(json.dumps(results, indent=2) + "\n")
-    print(perf_report.text(summary), flush=True)
+    print(report.text(summary), flush=True)
     if args.doc:
-        perf_report.update_doc(Path(args.doc), perf_report.markdown(results, summary))
+        report.update_doc(Path(args.doc), report.markdown(results, summary))
         print(f"updated {args.doc}; raw figures in {args.results}", flush=True)
 
 
