@@ -11,8 +11,9 @@ import pytest
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
 from spark_sensitivity.cli.app import build_parsers
-from spark_sensitivity.core import forecast, strategies
-from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.core.forecasting import forecast
+from spark_sensitivity.core.sampling import strategies
+from spark_sensitivity.core.sampling.score import ClusterStats
 from spark_sensitivity.io.datasets import write_gaussian_mixture
 from spark_sensitivity.settings import choices
 

@@ -14,17 +14,17 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
-from spark_sensitivity.core import rowrandom
-from spark_sensitivity.core.cluster import KMeansSettings
-from spark_sensitivity.core.dedup import (
+from spark_sensitivity.core.dedup.kernel import ClusterDeduper, brute_force, normalize_rows
+from spark_sensitivity.core.dedup.search import (
     GROUP_COL,
     DedupSettings,
     assign_neighbors,
     find_duplicates,
     unit_rows,
 )
-from spark_sensitivity.core.dedupkernel import ClusterDeduper, brute_force, normalize_rows
-from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
+from spark_sensitivity.core.dedup.split import regroup, split_giant_clusters, split_plan
+from spark_sensitivity.core.kmeans.cluster import KMeansSettings
+from spark_sensitivity.core.sampling import rowrandom
 from spark_sensitivity.settings import ClusteringFields, DedupConfig, settings_of
 
 

@@ -457,6 +457,17 @@ def test_select_from_raw_text_gives_a_valid_subset(minilm):
 # ---------------------------------------------------------------- the embed job
 
 
+def test_embed_job_takes_one_source_column(spark, tmp_path, capsys):
+    # A text and an image column at once: refused in one line naming both flags, nothing written.
+    source = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": [1], "body": ["a b"]}), source)
+    out = tmp_path / "emb"
+    argv = ["--input", str(source), "--output", str(out), "--embedder", "hashing", "--quiet"]
+    assert embed_main([*argv, "--text-col", "body", "--image-col", "body"]) == 2
+    assert capsys.readouterr().err.strip() == "error: give --text-col or --image-col, not both"
+    assert not out.exists()
+
+
 @pytest.mark.skipif(CONNECT, reason="spark-submit runs a classic driver")
 def test_embed_job_writes_a_table_that_select_reads(spark, tmp_path):
     source = tmp_path / "texts.json"

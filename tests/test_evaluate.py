@@ -12,8 +12,10 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import evaluate as evaluate_cli
-from spark_sensitivity.core import sample
-from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.cli.flags import config_from_args
+from spark_sensitivity.core.sampling import sample
+from spark_sensitivity.core.sampling.rowrandom import row_hash
+from spark_sensitivity.settings import EvaluateConfig
 from spark_sensitivity.workflows import evaluate
 
 N = 1000
@@ -107,7 +109,7 @@ def test_evaluate_job_writes_its_report(spark, loss_table, tmp_path):
         ["--input", str(tmp_path / "table.parquet"), "--scheme", "uniform", "--scheme", "stratified",
          "--sample-sizes", "20,80", "--seeds", "10", "--k", "4", "--output", str(out)]
     )  # fmt: skip
-    report = evaluate.run_evaluate(spark, evaluate_cli.config_from_args(args))
+    report = evaluate.run_evaluate(spark, config_from_args(EvaluateConfig, args))
     written = json.loads((out / "evaluation.json").read_text())
     assert written["n"] == N and written["true_mean"] == pytest.approx(losses.mean())
     assert [(r["scheme"], r["sample_size"]) for r in written["results"]] == [
@@ -121,9 +123,11 @@ def test_evaluate_job_writes_its_report(spark, loss_table, tmp_path):
 def test_defaults_differ_by_mode():
     parser = argparse.ArgumentParser()
     evaluate_cli.add_evaluate_arguments(parser)
-    loss = evaluate_cli.config_from_args(parser.parse_args(["--input", "x"]))
-    assert (loss.seeds, loss.k) == (100, 100)
-    labels = evaluate_cli.label_config_from_args(parser.parse_args(["--input", "x", "--label-col", "y"]))
+    loss = config_from_args(EvaluateConfig, parser.parse_args(["--input", "x"])).resolved()
+    assert (loss.seeds, loss.k, loss.schemes) == (100, 100, ["model-free", "loss-aware"])
+    labels = config_from_args(
+        EvaluateConfig, parser.parse_args(["--input", "x", "--label-col", "y"])
+    ).resolved()
     assert (labels.seeds, labels.k, labels.strategy, labels.test_share) == (10, None, "auto", 0.2)
     with pytest.raises(SystemExit):
         parser.parse_args(["--input", "x", "--label-col", "y", "--strategy", "loss-aware"])

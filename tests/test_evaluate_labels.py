@@ -11,8 +11,9 @@ import pytest
 from conftest import blobs
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.core import rowrandom
 from spark_sensitivity.core.classifier import fit_logistic
+from spark_sensitivity.core.sampling import rowrandom
+from spark_sensitivity.settings import EvaluateConfig
 from spark_sensitivity.workflows import evaluate_labels as labels
 
 N = 800
@@ -73,9 +74,11 @@ def test_logistic_regression_fits_a_separable_set_exactly():
 
 def test_split_is_disjoint_from_the_selection_pool_and_fixed_across_seeds(spark, blob_table):
     frame = spark.read.parquet(blob_table)
-    config = labels.LabelEvaluateConfig(input=blob_table, label_col="label", sample_sizes=[8], seeds=1)
+    config = EvaluateConfig(input=blob_table, label_col="label", sample_sizes=(8,), seeds=1)
     table = labels.split_table(frame, config)
-    again = labels.split_table(frame, labels.LabelEvaluateConfig(blob_table, "label", [8], 3, first_seed=5))
+    again = labels.split_table(
+        frame, EvaluateConfig(input=blob_table, label_col="label", sample_sizes=(8,), seeds=3, first_seed=5)
+    )
     try:
         test_ids = {r.id for r in table.test.select("id").collect()}
         train_ids = {r.id for r in table.train.select("id").collect()}

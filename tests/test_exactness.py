@@ -14,7 +14,8 @@ from conftest import blobs
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
-from spark_sensitivity.core import localkmeans, lossaware, rowrandom
+from spark_sensitivity.core.kmeans import localkmeans
+from spark_sensitivity.core.sampling import lossaware, rowrandom
 
 N, DIM, K, M = 20_000, 8, 20, 500
 OFFSETS = (0.0, 1e4, 1e6)

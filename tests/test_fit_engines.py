@@ -8,7 +8,7 @@ from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import cluster, localkmeans
+from spark_sensitivity.core.kmeans import cluster, localkmeans
 
 
 def _brute_force_nearest(points: np.ndarray, centers: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from spark_sensitivity.cli import main
-from spark_sensitivity.core import forecast
-from spark_sensitivity.core.baselines import allocate
+from spark_sensitivity.core.forecasting import forecast
+from spark_sensitivity.core.sampling.uniform import allocate
 from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 N, DIM, K, M, DRAWS = 6000, 4, 12, 300, 2000

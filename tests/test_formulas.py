@@ -3,10 +3,10 @@
 import numpy as np
 import pyarrow as pa
 
-from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import fit_fraction
-from spark_sensitivity.core.kernels import nearest_centers
-from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.cluster import fit_fraction
+from spark_sensitivity.core.kmeans.kernels import nearest_centers
+from spark_sensitivity.core.sampling.score import ClusterStats
 
 
 def test_nearest_centers_matches_brute_force():

@@ -9,7 +9,7 @@ import pytest
 
 from spark_sensitivity.cli.app import main, parse_args
 from spark_sensitivity.cli.config_file import MAX_CONFIG_BYTES, MAX_STRING_CHARS, SHOWN_CHARS
-from spark_sensitivity.core.sample import MAX_DRAWS
+from spark_sensitivity.core.sampling.sample import MAX_DRAWS
 from spark_sensitivity.ml.estimator import SensitivitySampler
 
 ALIAS_BOMB = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n" + "".join(

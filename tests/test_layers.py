@@ -42,7 +42,7 @@ MODULES = _modules()
 
 
 def _part(module: str) -> str | None:
-    """The layer part of a module name: 'core' for spark_sensitivity.core.cluster; None for the
+    """The layer part of a module name: 'core' for spark_sensitivity.core.kmeans.cluster; None for the
     package's face (its __init__ and __main__), which may import anything."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
@@ -160,7 +160,7 @@ def test_the_assignment_kernel_loads_without_spark_or_torch():
     """Every assignment task unpickles these modules in a fresh Python worker: pyspark.ml (with
     pandas) would cost half a second per worker, torch seconds on a host without a GPU."""
     probe = (
-        "import sys, spark_sensitivity.core.kernels, spark_sensitivity.core.batches; "
+        "import sys, spark_sensitivity.core.kmeans.kernels, spark_sensitivity.core.kmeans.batches; "
         "print(sorted(m for m in ('pyspark', 'torch', 'pandas') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

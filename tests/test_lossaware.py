@@ -6,7 +6,7 @@ from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import lossaware
+from spark_sensitivity.core.sampling import lossaware
 from spark_sensitivity.workflows import evaluate
 
 N, DIM, K = 1500, 3, 5

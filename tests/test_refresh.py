@@ -15,19 +15,25 @@ from pyspark.sql import functions as F
 from spark_sensitivity import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.cli import main
 from spark_sensitivity.cli.app import parse_args
-from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.core.sampling.score import ClusterStats
 from spark_sensitivity.io.delta import delta_version, read_delta, write_delta
+from spark_sensitivity.settings import RefreshConfig
+from spark_sensitivity.workflows import refresh as refresh_workflow
 from spark_sensitivity.workflows.refresh import (
     MAX_COST_DRIFT,
     allocate_draws,
     cost_drift,
     draw_new_stratum,
     refit_reasons,
-    run_refresh,
     score_new_rows,
 )
 
 OLD, NEW, LATER = 1200, 400, 200
+
+
+def run_refresh(spark, model_path, **settings):
+    """The refresh workflow on a config built from keyword settings."""
+    return refresh_workflow.run_refresh(spark, RefreshConfig(model=model_path, **settings))
 
 
 def frame(spark, points, first_id):
@@ -287,7 +293,9 @@ def test_an_earlier_input_that_cannot_be_read_is_refused_unless_the_flag_says(
         assert main([*args, "--output", str(tmp_path / "refused"), "--quiet"]) == 2
         error = capsys.readouterr().err.strip()
         assert error.startswith(f"error: the earlier input {root / 'in1'} cannot be read (")
-        assert "pass --skip-unreadable-earlier-inputs" in error and len(error.splitlines()) == 1
+        assert (
+            "set --skip-unreadable-earlier-inputs to refresh anyway" in error and len(error.splitlines()) == 1
+        )
         assert not (tmp_path / "refused").exists()
 
         assert main([*args, "--output", str(tmp_path / "through"), "--skip-unreadable-earlier-inputs"]) == 0

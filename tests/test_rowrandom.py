@@ -1,6 +1,6 @@
 import numpy as np
 
-from spark_sensitivity.core import rowrandom, sample
+from spark_sensitivity.core.sampling import rowrandom, sample
 
 
 def test_uniforms_are_open_interval_and_stream_independent():

@@ -354,6 +354,34 @@ def test_bad_numbers_fail_at_parse_time(source, tmp_path, capsys, extra, message
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--input", "t", "--seeds", "0"], "argument --seeds: must be at least 1"),
+        (["evaluate", "--input", "t", "--k", "0"], "argument --k: must be at least 1"),
+        (["evaluate", "--input", "t", "--test-share", "1"], "argument --test-share: must be in (0, 1)"),
+        (["evaluate", "--input", "t", "--scheme", "nope"], "argument --scheme: invalid choice: 'nope'"),
+        (
+            ["evaluate", "--input", "t", "--sample-sizes", "0,10"],
+            "argument --sample-sizes: must be at least 1",
+        ),
+        (["refresh", "--max-cost-drift", "0"], "argument --max-cost-drift: must be above 0"),
+        (["refresh", "--seed", "-1"], "argument --seed: must be at least 0"),
+        (["embed", "--embed-batch-size", "0"], "argument --embed-batch-size: must be at least 1"),
+        (
+            ["embed", "--input", "t", "--embedder", "hashing"],
+            "the following arguments are required: --output",
+        ),
+        (["evaluate"], "the following arguments are required: --input"),
+    ],
+)
+def test_every_command_checks_its_declared_settings_at_parse_time(capsys, argv, message):
+    """refresh, embed and evaluate build their flags from declared settings, with the same checks."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_a_config_value_of_the_wrong_type_names_the_key_and_the_file(source, tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text('k: "ten"\n')

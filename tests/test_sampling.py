@@ -6,8 +6,8 @@ from conftest import blobs, embeddings_frame
 from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import sample
-from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.core.sampling import sample
+from spark_sensitivity.core.sampling.rowrandom import row_hash
 
 N, DIM, K = 3000, 4, 6
 

@@ -9,7 +9,7 @@ from conftest import blobs, embeddings_frame
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
-from spark_sensitivity.core import strategies
+from spark_sensitivity.core.sampling import strategies
 from spark_sensitivity.io.datasets import write_gaussian_mixture
 
 N = 2000

@@ -10,7 +10,7 @@ import pytest
 
 from spark_sensitivity import SensitivitySampler
 from spark_sensitivity.cli import main
-from spark_sensitivity.core.target import target_quotas
+from spark_sensitivity.core.sampling.target import target_quotas
 
 DIM = 16
 LAKE_SIZES = np.array([3000, 2000, 1500, 1000, 1000, 500, 500, 150])

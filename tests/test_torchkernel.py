@@ -7,7 +7,7 @@ On a machine with a GPU, ``python -m benchmarks.performance.gpu_kernel`` runs th
 import numpy as np
 import pytest
 
-from spark_sensitivity.core import kernels, localkmeans, torchkernel
+from spark_sensitivity.core.kmeans import kernels, localkmeans, torchkernel
 
 pytest.importorskip("torch")
 

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from spark_sensitivity import SensitivitySampler, SensitivitySamplerModel
 from spark_sensitivity.cli.app import main
-from spark_sensitivity.core.whiten import gram_sums, whitening_matrix
+from spark_sensitivity.core.kmeans.whiten import gram_sums, whitening_matrix
 from spark_sensitivity.workflows.refresh import score_new_rows
 
 # Columns of very different scales and correlated: whitening changes the clusters.

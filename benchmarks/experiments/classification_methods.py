@@ -21,7 +21,9 @@ from sklearn.linear_model import LogisticRegression
 from benchmarks.common import fashion_pca, standardizer, write_table
 from benchmarks.experiments.image_features import fashion_cnn
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import baselines, lossaware, strategies
+from spark_sensitivity.core.baselines import selectors
+from spark_sensitivity.core.sampling import lossaware, strategies
+from spark_sensitivity.core.sampling import uniform as reference
 from spark_sensitivity.settings import DedupConfig
 from spark_sensitivity.workflows.dedup import deduplicate
 
@@ -134,7 +136,7 @@ def select_and_score(
     h: Harness, budget: int, seed: int, methods: tuple[str, ...] = METHOD_GROUPS
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    out["uniform"] = h.accuracy(h.ids(baselines.uniform(h.frame, "id", budget, seed)))
+    out["uniform"] = h.accuracy(h.ids(reference.uniform(h.frame, "id", budget, seed)))
 
     if "strategies" in methods or "hardest" in methods:
         model = h.fit(CLUSTERS, seed)
@@ -153,18 +155,18 @@ def select_and_score(
 
     if "k-center" in methods:
         out["k-center greedy"] = h.accuracy(
-            h.ids(baselines.k_center_greedy(h.frame, "id", h.col, budget, seed, pool_size=10_000))
+            h.ids(selectors.k_center_greedy(h.frame, "id", h.col, budget, seed, pool_size=10_000))
         )
 
     if "margin" not in methods and "loss-aware" not in methods:
         return out
     w = budget // WARMUP_SHARE
-    warm_frame = baselines.uniform(h.frame, "id", w, seed + 1000)
+    warm_frame = reference.uniform(h.frame, "id", w, seed + 1000)
     warm = h.ids(warm_frame)
     warm_model = h.warm_model(warm)
     if "margin" in methods:
         probs = h.probabilities_frame(warm_model, f"{budget}-{seed}")
-        for name, select in (("margin", baselines.margin), ("entropy", baselines.entropy)):
+        for name, select in (("margin", selectors.margin), ("entropy", selectors.entropy)):
             chosen = h.ids(select(probs, "id", "probs", budget - w, exclude=warm_frame))
             out[name] = h.accuracy(np.concatenate([warm, chosen]))
     if "loss-aware" not in methods:

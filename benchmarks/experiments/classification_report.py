@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.common import markdown_table
 from benchmarks.experiments.classification_methods import CLUSTERS, DEDUP, REPRESENTATION_TEXT, WEIGHTED
-from spark_sensitivity.core import strategies
+from spark_sensitivity.core.sampling import strategies
 
 
 def with_auto(results: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from spark_sensitivity.core.dedupkernel import ClusterDeduper, normalize_rows
+from spark_sensitivity.core.dedup.kernel import ClusterDeduper, normalize_rows
 from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
 from spark_sensitivity.settings import DedupConfig
 from spark_sensitivity.workflows.dedup import run_dedup

@@ -22,7 +22,7 @@ import argparse
 
 import numpy as np
 
-from spark_sensitivity.core import rowrandom, sample
+from spark_sensitivity.core.sampling import rowrandom, sample
 
 
 def _hashes(ids: np.ndarray, seed: int) -> np.ndarray:

@@ -9,7 +9,7 @@ Regenerates docs/FORECAST.md, section "Coverage over many pilots" (markers ``cov
 
 One interval from one pilot says little about how often such intervals hold. Here the clusters are
 fitted once per data set; then for each of ``--pilots`` seeds a new uniform pilot of 500 rows is
-drawn, and the pilot forecast (``core.forecast.from_pilot``, bootstrap seeded by the pilot's seed)
+drawn, and the pilot forecast (``core.forecasting.forecast.from_pilot``, bootstrap seeded by the pilot's seed)
 is compared with the EXACT relative RMSE of each scheme (the closed form with every row's true
 loss; sensitivity with the model-free q of the run). Coverage is the share of pilots whose interval
 holds the exact value; a 95 % interval should hold it in about 95 % of them (with 100 pilots the
@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from benchmarks.experiments.forecast_validation import DOC, PILOT, Clustering, exact, fashion, synthetic
-from spark_sensitivity.core import forecast
+from spark_sensitivity.core.forecasting import forecast
 
 SIZES = (200, 1000, 5000)
 DEFAULT_WIDENING = forecast.INTERVAL_WIDENING

@@ -1,4 +1,4 @@
-"""Validates the forecast (spark_sensitivity.core.forecast) against the realised RMSE of each scheme.
+"""Validates the forecast (spark_sensitivity.core.forecasting.forecast) against the realised RMSE of each scheme.
 
 Regenerates docs/FORECAST.md, section "Validation" (markers ``validation``). From the repository
 root:
@@ -10,7 +10,7 @@ For each data set, sampling rule and m: the forecast from a uniform pilot of use
 the loss-aware rule, from the k representatives' losses alone; the realised RMSE of the relative
 error of the mean-loss estimate over many seeded draws, drawn in numpy exactly as the library draws
 (m i.i.d. draws from q with weight 1 / (m q); m_j rows of each cluster without replacement from
-``baselines.allocate``; m distinct rows uniformly); and the exact RMSE from the true losses.
+``uniform.allocate``; m distinct rows uniformly); and the exact RMSE from the true losses.
 
 Data: (a) synthetic blobs where the loss is a smooth function of the embedding plus noise (two
 noise levels); (b) Fashion-MNIST with the logistic-regression loss of
@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REPO
-from spark_sensitivity.core import forecast, localkmeans
-from spark_sensitivity.core.baselines import allocate
-from spark_sensitivity.core.lossaware import LossAwareSensitivity
-from spark_sensitivity.core.score import ClusterStats
+from spark_sensitivity.core.forecasting import forecast
+from spark_sensitivity.core.kmeans import localkmeans
+from spark_sensitivity.core.sampling.lossaware import LossAwareSensitivity
+from spark_sensitivity.core.sampling.score import ClusterStats
+from spark_sensitivity.core.sampling.uniform import allocate
 
 DOC = REPO / "docs" / "FORECAST.md"
 PILOT = 500

@@ -24,7 +24,7 @@ An experiment loads the cache with :func:`load_features`::
 
 ``analyse`` measures, on the training set, the share of the per-example loss variance explained by
 k-means clusters (R^2 of the loss on its cluster means; k = 100, the project's driver engine
-``spark_sensitivity.core.localkmeans``, a few seeds), for clusters on PCA-50 of the pixels, PCA-50 of
+``spark_sensitivity.core.kmeans.localkmeans``, a few seeds), for clusters on PCA-50 of the pixels, PCA-50 of
 the CNN features and the full CNN features. The loss is the cross-entropy of a logistic regression
 trained on 1,000 uniformly chosen images (as in ``loss_estimation``), once on PCA-50
 pixels (the loss of experiment (a)) and once on the CNN features. It also reports the test accuracy
@@ -48,7 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.common import REPO, spark_session, standardizer
-from spark_sensitivity.core import localkmeans
+from spark_sensitivity.core.kmeans import localkmeans
 from spark_sensitivity.io.datasets import load_fashion_mnist, pca_embed
 
 CACHE = REPO / "runs" / "features"

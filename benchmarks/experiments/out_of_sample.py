@@ -37,7 +37,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from benchmarks.common import markdown_table, replace_section, spark_session, standardizer, write_table
-from spark_sensitivity.core import baselines
+from spark_sensitivity.core.sampling import uniform as reference
 from spark_sensitivity.settings.choices import (
     AUTO_MIN_EXPLAINED_SHARE,
     AUTO_MIN_ROWS_PER_REPRESENTATIVE,
@@ -128,7 +128,7 @@ class Harness:
         return rows.id.to_numpy(), rows.weight.to_numpy(), choice.strategy, choice.k
 
     def uniform(self, budget: int, seed: int) -> np.ndarray:
-        rows = baselines.uniform(self.frame, "id", budget, seed).select("id").toPandas()
+        rows = reference.uniform(self.frame, "id", budget, seed).select("id").toPandas()
         return rows.id.to_numpy()
 
     def release(self) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 
 from benchmarks.common import FIGURES, markdown_table, replace_section, spark_session, write_table
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import baselines, leverage
+from spark_sensitivity.core.baselines import leverage, selectors
+from spark_sensitivity.core.sampling import uniform as reference
 from spark_sensitivity.workflows import evaluate
 
 LEVERAGE_A = "leverage scores of A (exact)"
@@ -111,16 +112,16 @@ def run_table(
     for column, method in (("a", LEVERAGE_A), ("ab", LEVERAGE_AB)):
         started = time.perf_counter()
         scores = leverage.leverage_scores(frame, "id", column).persist()
-        scorer = baselines.score_scorer(scores, leverage.LEVERAGE_COL)
+        scorer = selectors.score_scorer(scores, leverage.LEVERAGE_COL)
         seconds[method] = time.perf_counter() - started
-        scored = baselines.scored_for_draws(scores, "id", leverage.LEVERAGE_COL)
+        scored = selectors.scored_for_draws(scores, "id", leverage.LEVERAGE_COL)
         for m in sizes:
             picks = evaluate.repeated_draws(scored, scorer, m, seeds, "id")
             losses[method, m] = excess_losses(a, b, picks, seeds)
             picks.unpersist()
         scores.unpersist()
     for m in sizes:
-        picks = baselines.uniform_many(frame, "id", m, seeds, n)
+        picks = reference.uniform_many(frame, "id", m, seeds, n)
         losses["uniform", m] = excess_losses(a, b, picks, seeds)
         picks.unpersist()
     for seed in seeds:  # k-means re-fitted with every seed

@@ -18,7 +18,7 @@ tweets drawn from the rest (the user's examples, labels unused); the lake is eve
 - target: ``model.sample(B, target=...)`` on k-means fitted on the lake with the CLI's defaults
   (k = 100, 256 points per center, k-means||), uniform within each cluster (``--target``'s default);
   and the same with k = 1,000 (finer clusters, a finer match);
-- uniform: B distinct lake rows (``baselines.uniform``, same seed);
+- uniform: B distinct lake rows (``reference.uniform``, same seed);
 - nearest: the B lake rows with the highest cosine similarity to their nearest target row (a
   k-nearest-neighbour selection, on the driver in numpy: the baseline a user would write).
 
@@ -41,7 +41,7 @@ from sklearn.linear_model import LogisticRegression
 from benchmarks.common import markdown_table, replace_section, spark_session, standardizer, write_table
 from benchmarks.experiments.out_of_sample import SOURCES
 from spark_sensitivity import SensitivitySampler
-from spark_sensitivity.core import baselines
+from spark_sensitivity.core.sampling import uniform as reference
 
 TEST_ROWS = 1_500
 TARGET_ROWS = 300
@@ -106,7 +106,7 @@ def run_seed(spark, workdir: Path, data, budgets: list[int], seed: int) -> list[
         fine_rows, _ = _expanded(
             fine.sample(budget, seed=seed, target=goal).select("id", "count", "weight").toPandas()
         )
-        uniform = baselines.uniform(frame, "id", budget, seed).select("id").toPandas().id.to_numpy()
+        uniform = reference.uniform(frame, "id", budget, seed).select("id").toPandas().id.to_numpy()
         near = nearest(x[lake], x[target], budget)
         out.append(
             {

@@ -32,16 +32,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# Keys whose values differ between any two runs (clock, host, versions, where the run wrote).
-VOLATILE = (
-    "seconds", "time", "timestamp", "created", "run_id", "version", "versions", "python", "java",
-    "spark", "host", "path", "output", "input", "subset", "model", "log", "started", "finished",
-    "duration", "uri", "location", "spark_connect", "rate", "earlier_inputs", "staging",
-)  # fmt: skip
+# Keys whose values differ between any two runs: the clock, versions, the run's identity. Paths are
+# compared with the run's own folder written as ROOT.
+VOLATILE = {"run_id", "versions", "version", "created", "started", "finished", "timestamp", "uid", "log"}
+VOLATILE_SUFFIXES = ("seconds", "_time", "per_second")
 
 
 def _volatile(key: str) -> bool:
-    return any(part in key.lower() for part in VOLATILE)
+    return key in VOLATILE or key.endswith(VOLATILE_SUFFIXES)
 
 
 def _inputs(root: Path) -> dict[str, Path]:
@@ -122,14 +120,27 @@ def _run(main: Any, name: str, argv: list[str]) -> None:
         sys.exit(f"{name} failed: {' '.join(argv)}")
 
 
-def _clean(value: Any) -> Any:
+def _clean(value: Any, root: str = "") -> Any:
+    """``value`` less volatile keys, floats to 12 digits, the run's own folder written as ROOT."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in sorted(value.items()) if not _volatile(k)}
+        return {k: _clean(v, root) for k, v in sorted(value.items()) if not _volatile(k)}
     if isinstance(value, list):
-        return [_clean(v) for v in value]
+        return [_clean(v, root) for v in value]
     if isinstance(value, float) and math.isfinite(value):
         return float(f"{value:.12g}")
+    if isinstance(value, str) and root:
+        return value.replace(root, "ROOT")
     return value
+
+
+def _json_lines(path: Path, root: Path) -> list:
+    """The JSON documents of a file, or of every part file of a folder (a saved model's metadata)."""
+    files = sorted(path.glob("part-*")) if path.is_dir() else [path]
+    text = "\n".join(f.read_text() for f in files)
+    try:
+        return [_clean(json.loads(text), str(root))]
+    except json.JSONDecodeError:
+        return [_clean(json.loads(line), str(root)) for line in text.splitlines() if line.strip()]
 
 
 def _table(path: Path) -> list[tuple]:
@@ -148,8 +159,12 @@ def _files(root: Path) -> dict[str, Path]:
         if path.is_dir() and any(p.suffix == ".parquet" for p in path.glob("*.parquet")):
             if (path / "_delta_log").exists() or not any(c.is_dir() for c in path.iterdir()):
                 found[str(relative)] = path
-        elif path.is_file() and (
-            (path.suffix == ".json" and "_delta_log" not in relative.parts) or path.parent.name == "metadata"
+        elif (
+            path.is_dir()
+            and path.name == "metadata"
+            or path.is_file()
+            and path.suffix == ".json"
+            and "_delta_log" not in relative.parts
         ):
             found[str(relative)] = path
     return found
@@ -161,15 +176,10 @@ def compare(before: Path, after: Path) -> int:
     problems += [f"only after: {k}" for k in new.keys() - old.keys()]
     for key in sorted(old.keys() & new.keys()):
         a, b = old[key], new[key]
-        if a.is_dir():
+        if a.is_dir() and a.name != "metadata":
             same = _table(a) == _table(b)
         else:
-            try:
-                same = _clean(json.loads(a.read_text())) == _clean(json.loads(b.read_text()))
-            except json.JSONDecodeError:
-                same = [_clean(json.loads(line)) for line in a.read_text().splitlines()] == [
-                    _clean(json.loads(line)) for line in b.read_text().splitlines()
-                ]
+            same = _json_lines(a, before) == _json_lines(b, after)
         if not same:
             problems.append(f"differs: {key}")
     for line in problems:

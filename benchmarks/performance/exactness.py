@@ -50,7 +50,7 @@ def _interleaved(runs: dict[str, Any], repeats: int) -> dict[str, tuple[float, f
 
 def _near_tie_share(points: np.ndarray, centers: np.ndarray, dim: int) -> float:
     """The share of rows whose float32 scores leave the winner in doubt (decided in float64)."""
-    from spark_sensitivity.core import localkmeans
+    from spark_sensitivity.core.kmeans import localkmeans
 
     shifted = (points - centers.mean(axis=0)).astype(np.float32)
     c = (centers - centers.mean(axis=0)).astype(np.float32)
@@ -78,7 +78,7 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    from spark_sensitivity.core import localkmeans
+    from spark_sensitivity.core.kmeans import localkmeans
 
     versions = {"current": localkmeans}
     if args.baseline:

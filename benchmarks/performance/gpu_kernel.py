@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from benchmarks.performance.probes import best_seconds
-from spark_sensitivity.core import kernels, localkmeans, torchkernel
+from spark_sensitivity.core.kmeans import kernels, localkmeans, torchkernel
 
 
 def _blobs(rows: int, dim: int, clusters: int, seed: int, offset: float = 0.0) -> np.ndarray:

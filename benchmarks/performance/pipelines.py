@@ -160,7 +160,7 @@ def read_matrix(data: str) -> tuple[np.ndarray, np.ndarray]:
 
 def exact_cost(x: np.ndarray, centers: np.ndarray, block: int = 65_536) -> float:
     """sum_i min_j ||x_i - c_j||^2: arg-min in float32, the chosen distance in float64 (as the project)."""
-    from spark_sensitivity.core.kernels import nearest_centers
+    from spark_sensitivity.core.kmeans.kernels import nearest_centers
 
     return float(sum(nearest_centers(x[i : i + block], centers, 2)[1].sum() for i in range(0, len(x), block)))
 

@@ -40,7 +40,7 @@ def gemm_rates(k: int, dim: int, rows: int = 10_000, repeats: int = 5) -> dict[s
     """
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from spark_sensitivity.core.kernels import nearest_centers
+    from spark_sensitivity.core.kmeans.kernels import nearest_centers
 
     rng = np.random.default_rng(0)
     points = rng.standard_normal((rows, dim), dtype=np.float32)
@@ -82,7 +82,7 @@ def assignment_breakdown(
     as the select job runs it (the embedding is not sent back)."""
     import pyarrow as pa
 
-    from spark_sensitivity.core.cluster import assign
+    from spark_sensitivity.core.kmeans.cluster import assign
 
     def drain(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         rows = sum(batch.num_rows for batch in batches)

@@ -14,8 +14,12 @@ from pathlib import Path
 from spark_sensitivity.cli.config_file import config_defaults, load_config_file
 from spark_sensitivity.cli.dedup import REQUIRED_DEDUP_FLAGS, add_dedup_command_arguments, run_dedup_command
 from spark_sensitivity.cli.demo import add_demo_arguments, run_demo_command
-from spark_sensitivity.cli.embed import add_embed_job_arguments, run_embed_command
-from spark_sensitivity.cli.evaluate import add_evaluate_arguments, run_evaluate_command
+from spark_sensitivity.cli.embed import REQUIRED_EMBED_FLAGS, add_embed_job_arguments, run_embed_command
+from spark_sensitivity.cli.evaluate import (
+    REQUIRED_EVALUATE_FLAGS,
+    add_evaluate_arguments,
+    run_evaluate_command,
+)
 from spark_sensitivity.cli.refresh import REQUIRED_REFRESH_FLAGS, add_refresh_arguments, run_refresh_command
 from spark_sensitivity.cli.select import REQUIRED_SELECT_FLAGS, add_select_arguments, run_select_command
 from spark_sensitivity.io.publish import PUBLISHED
@@ -52,7 +56,7 @@ COMMANDS: tuple[Command, ...] = (
         None,
         add_embed_job_arguments,
         run_embed_command,
-        (),
+        REQUIRED_EMBED_FLAGS,
     ),
     (
         "refresh",
@@ -71,7 +75,7 @@ COMMANDS: tuple[Command, ...] = (
         "RMSE of the relative error next to uniform sampling with the same loss evaluations.",
         add_evaluate_arguments,
         run_evaluate_command,
-        (),
+        REQUIRED_EVALUATE_FLAGS,
     ),
     (
         "demo",

@@ -50,6 +50,16 @@ def add_setting(group: argparse._ActionsContainer, declared: Setting, required: 
     required = declared.required if required is None else required
     if declared.kind is dict:
         add_key_values(group, declared.option, declared.help)
+    elif declared.kind is list:
+        group.add_argument(
+            declared.option,
+            dest=declared.dest,
+            action="append",
+            choices=declared.choices,
+            default=[],
+            metavar=declared.metavar,
+            help=declared.help.replace("%", "%%"),
+        )
     elif declared.kind is bool:
         group.add_argument(declared.option, action="store_true", help=_help(declared, required))
     else:
@@ -97,8 +107,8 @@ def config_from_args(config: type[Config], args: argparse.Namespace) -> Config:
     values = {}
     for name, declared in settings_of(config).items():
         value = getattr(args, declared.dest)
-        if declared.kind is dict:
-            value = dict(value)
+        if declared.kind in (dict, list):
+            value = declared.kind(value)
         elif declared.inverted:
             value = not value
         values[name] = value

@@ -8,7 +8,7 @@ import os
 
 from spark_sensitivity import settings
 from spark_sensitivity.cli.flags import add_running, add_settings, config_from_args, required_flags
-from spark_sensitivity.core import forecast
+from spark_sensitivity.core.forecasting import forecast
 from spark_sensitivity.io.files import is_local_path
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact_text

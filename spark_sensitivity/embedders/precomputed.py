@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.core.kmeans.batches import batch_matrix
 from spark_sensitivity.embedders.base import Embedder, Invalid, as_bool, l2_normalize
 
 

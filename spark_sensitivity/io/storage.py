@@ -8,8 +8,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefinedType
 
 from spark_sensitivity.io.files import glob_escape
-from spark_sensitivity.settings import INPUT_FORMATS as INPUT_FORMATS
-from spark_sensitivity.settings import OUTPUT_FORMATS as OUTPUT_FORMATS
+from spark_sensitivity.settings import INPUT_FORMATS
 
 
 def read_input(

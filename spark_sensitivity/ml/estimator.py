@@ -17,7 +17,7 @@ from pyspark.ml.util import (
 )
 from pyspark.sql import DataFrame
 
-from spark_sensitivity.core import cluster, torchkernel, whiten
+from spark_sensitivity.core.kmeans import cluster, torchkernel, whiten
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 from spark_sensitivity.ml.persistence import ParamsWriter
@@ -72,7 +72,7 @@ class SensitivitySampler(
         How :meth:`SensitivitySamplerModel.sample` picks rows: "sensitivity" (i.i.d. draws, the
         paper's rule), "representatives" (the row nearest each center; sample size = k),
         "stratified", "prototypes", or "auto" (representatives when the sample size equals k, else
-        stratified). See ``spark_sensitivity.core.strategies``.
+        stratified). See ``spark_sensitivity.core.sampling.strategies``.
     whiten : bool, default False
         Multiply the embeddings by (G/n)^-1/2, G = X^T X their uncentred Gram matrix over n rows
         (summed in one more pass; up to a rotation, which changes no distance), before k-means and

@@ -10,11 +10,12 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import cluster, sample, score, strategies
-from spark_sensitivity.core import target as target_draws
-from spark_sensitivity.core.assigned import AssignedRows
-from spark_sensitivity.core.rowrandom import row_hash
-from spark_sensitivity.core.whiten import assign_whitened, whitened
+from spark_sensitivity.core.kmeans import cluster
+from spark_sensitivity.core.kmeans.assigned import AssignedRows
+from spark_sensitivity.core.kmeans.whiten import assign_whitened, whitened
+from spark_sensitivity.core.sampling import sample, score, strategies
+from spark_sensitivity.core.sampling import target as target_draws
+from spark_sensitivity.core.sampling.rowrandom import row_hash
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 from spark_sensitivity.ml.persistence import ModelReader, ModelWriter
 
@@ -185,7 +186,7 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         embedding; ids optional), the draws follow the target's shares of the clusters instead,
         uniform within each cluster (strategy stratified or auto) or by sensitivity (strategy
         sensitivity), with weights whose sum(weight * f) / sum(weight) estimates the target's mean of
-        f (``core.target``); ``lastSampleInfo["target"]`` then holds coverage, divergence, effective
+        f (``core.sampling.target``); ``lastSampleInfo["target"]`` then holds coverage, divergence, effective
         sample size and thin clusters.
         """
         if target is not None:

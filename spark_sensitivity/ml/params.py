@@ -14,8 +14,9 @@ from pyspark.ml.param.shared import HasFeaturesCol, HasMaxIter, HasSeed, HasTol
 from pyspark.sql import DataFrame
 
 from spark_sensitivity import settings
-from spark_sensitivity.core import cluster, sample, score, strategies
-from spark_sensitivity.core.assigned import check_ids
+from spark_sensitivity.core.kmeans import cluster
+from spark_sensitivity.core.kmeans.assigned import check_ids
+from spark_sensitivity.core.sampling import sample, score, strategies
 
 OUTPUT_COLUMNS = (
     cluster.CLUSTER_COL,

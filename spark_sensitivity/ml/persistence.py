@@ -12,7 +12,7 @@ import numpy as np
 from pyspark.ml.util import DefaultParamsWriter, MLReader, MLWriter
 from pyspark.sql import SparkSession
 
-from spark_sensitivity.core import score
+from spark_sensitivity.core.sampling import score
 from spark_sensitivity.io.files import Files, LocalFiles, files_for, glob_escape
 
 _WHITENING = "whitening"

@@ -8,7 +8,7 @@ MAX_SEED = 2**63 - 1
 # draws from 3 rows once grew a Python worker to 21 GB). Refused when the flags are parsed.
 MAX_SAMPLE_SIZE = 10_000_000
 
-# Sampling strategies (spark_sensitivity.core.strategies implements them).
+# Sampling strategies (spark_sensitivity.core.sampling.strategies implements them).
 SENSITIVITY = "sensitivity"
 REPRESENTATIVES = "representatives"
 STRATIFIED = "stratified"
@@ -67,3 +67,13 @@ FORECAST = "forecast (manifest, report and summary)"
 EMBEDDING = "embedding"
 TARGET = "target-matched selection"
 DEDUP = "semantic deduplication"
+
+# refresh: the formats of the subset it extends, and when it advises a full re-fit.
+SUBSET_FORMATS = ("parquet", "delta")
+MAX_COST_DRIFT = 1.5
+# evaluate: the schemes of a loss run, and the defaults that differ by mode (a label run fits
+# k-means per seed and budget, a loss run once).
+EVALUATE_SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
+LOSS_SEEDS, LABEL_SEEDS, LOSS_K = 100, 10, 100
+SAMPLING = "sampling"
+EVALUATION = "evaluation"

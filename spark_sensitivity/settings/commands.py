@@ -11,31 +11,41 @@ from spark_sensitivity.settings.choices import (
     CLUSTERING,
     DEFAULT_K,
     DEFAULT_UNIFORM_SHARE,
-    EMBEDDING,
+    EVALUATE_SCHEMES,
+    EVALUATION,
     FORECAST,
     INPUT,
     INPUT_FORMATS,
+    LABEL_SEEDS,
+    LOSS_AWARE,
     LOSS_AWARE_GROUP,
+    LOSS_K,
+    LOSS_SEEDS,
+    MAX_COST_DRIFT,
     MAX_SAMPLE_SIZE,
+    MAX_SEED,
     MODES,
     OUTPUT,
     OUTPUT_FORMATS,
     REP_WEIGHTS,
+    SAMPLING,
     SELECT_STRATEGIES,
     SENSITIVITY,
+    SUBSET_FORMATS,
     TARGET,
 )
 from spark_sensitivity.settings.declaration import Setting, restated, setting, settings_of
 from spark_sensitivity.settings.shared import (
     ClusteringFields,
     DedupFields,
+    EmbeddingFields,
     InputFields,
     RunFields,
 )
 
 
 @dataclass(kw_only=True)
-class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
+class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields, EmbeddingFields):
     """Every setting of one selection run (``spark-sensitivity select``)."""
 
     catalog_options: dict[str, str] = setting(
@@ -220,27 +230,6 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields):
     target_vector_col: str | None = setting(
         None, "embedding column of --target (default: --vector-col)", group=TARGET
     )
-    embedder: str | None = setting(
-        None,
-        "embed the rows first: sentence-transformers, hashing, image-pca, efficientnet-lite0, "
-        "precomputed, or a class of your own as package.module:ClassName",
-        group=EMBEDDING,
-    )
-    text_col: str | None = setting(None, "text column to embed (string)", group=EMBEDDING)
-    image_col: str | None = setting(
-        None,
-        "image column to embed: raw or encoded image bytes, a struct with a 'bytes' field, or pixel arrays",
-        group=EMBEDDING,
-    )
-    embed_batch_size: int = setting(
-        64, "rows per embedder call, e.g. per model forward pass", group=EMBEDDING, kind=int, low=1
-    )
-    embed_options: dict[str, str] = setting(
-        help="an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)",
-        group=EMBEDDING,
-        kind=dict,
-        flag="--embed-option",
-    )
 
     def budgets(self) -> tuple[int, ...]:
         """The sample sizes of the run, ascending (one unless --sample-size lists several)."""
@@ -274,12 +263,248 @@ def param_settings() -> dict[str, Setting]:
     return found
 
 
+@dataclass(kw_only=True)
+class EmbedConfig(EmbeddingFields):
+    """Every setting of one embed run (``spark-sensitivity embed``)."""
+
+    input: str = restated(
+        InputFields, "input", dataclasses.MISSING, "input path, or a catalog table name with --format table"
+    )
+    format: str = restated(InputFields, "format", "parquet", "input format")
+    input_options: dict[str, str] = restated(InputFields, "input_options", help="a reader option, repeatable")
+    id_col: str = restated(InputFields, "id_col", "id", "unique, non-null row id column")
+    embedder: str = restated(
+        EmbeddingFields,
+        "embedder",
+        dataclasses.MISSING,
+        "sentence-transformers, hashing, image-pca, efficientnet-lite0, precomputed, or a class of your "
+        "own as package.module:ClassName",
+    )
+    output: str = restated(
+        RunFields,
+        "output",
+        dataclasses.MISSING,
+        "output folder: a Parquet table of id + embedding, complete or absent",
+    )
+    vector_col: str = restated(
+        InputFields, "vector_col", "embedding", "name of the embedding column written", OUTPUT
+    )
+    keep_cols: list[str] = setting(
+        help="an input column to copy into the output (e.g. a label), repeatable",
+        group=OUTPUT,
+        kind=list,
+        flag="--keep-col",
+        metavar="COLUMN",
+    )
+    on_invalid: str = restated(
+        InputFields,
+        "on_invalid",
+        "fail",
+        "rows that cannot be embedded (null or blank text, undecodable or wrongly sized images): fail the "
+        "run or leave them out; the manifest counts them by reason",
+        OUTPUT,
+    )
+    overwrite: bool = restated(RunFields, "overwrite", False, "replace an existing output")
+
+
+@dataclass(kw_only=True)
+class RefreshConfig:
+    """Every setting of one refresh run (``spark-sensitivity refresh``): a saved model, the previous
+    subset, and the newly appended rows only."""
+
+    model: str = setting(help="model/ folder of the previous select or refresh output", group=INPUT)
+    new_input: str = setting(
+        help="the appended rows only: a path, or a catalog table name with --format table", group=INPUT
+    )
+    format: str = restated(InputFields, "format", "parquet", "format of --new-input")
+    input_options: dict[str, str] = restated(
+        InputFields,
+        "input_options",
+        help="a reader option for --new-input, repeatable (versionAsOf=N for a Delta table)",
+    )
+    previous_subset: str = setting(
+        help="subset/ of the previous select or refresh output, or the subset's Delta table", group=INPUT
+    )
+    subset_format: str = setting(
+        "parquet",
+        "format of OUTPUT/subset, the previous and the new draws: parquet or delta (a new table in one "
+        "commit); the previous output is never modified",
+        group=INPUT,
+        choices=SUBSET_FORMATS,
+    )
+    skip_earlier_id_check: bool = setting(
+        False,
+        "do not check the new ids against the inputs earlier runs read (recorded in the manifest next "
+        "to --model); the check reads only their id column",
+        group=INPUT,
+        kind=bool,
+    )
+    skip_unreadable_earlier_inputs: bool = setting(
+        False,
+        "refresh even when an earlier run's input cannot be read (moved, deleted, recorded as a "
+        "relative path by an earlier version): its ids go unchecked, so new rows it already holds "
+        "would be counted twice; the manifest lists it under earlier_inputs_unchecked",
+        group=INPUT,
+        kind=bool,
+    )
+    sample_size: int | None = setting(
+        None,
+        "draws from the new rows (default: the previous draws times the new rows' share of the "
+        f"sensitivity mass, as one sample of the whole table would place them); at most "
+        f"{MAX_SAMPLE_SIZE:,}, as the draw holds about that many candidates in one task's memory",
+        group=SAMPLING,
+        kind=int,
+        low=1,
+        high=MAX_SAMPLE_SIZE,
+    )
+    seed: int = restated(ClusteringFields, "seed", 0, "seed of the new draws", SAMPLING)
+    on_invalid: str | None = restated(
+        InputFields,
+        "on_invalid",
+        None,
+        "new rows with a null, wrong-length, NaN or infinite embedding: fail (naming the count and "
+        "example ids) or skip them, left out of the new stratum (default: the select run's setting)",
+        SAMPLING,
+    )
+    max_cost_drift: float = setting(
+        MAX_COST_DRIFT,
+        "advise a full re-fit when the new rows' mean cost under the saved centers exceeds the old "
+        "rows' by this factor",
+        group=SAMPLING,
+        kind=float,
+        low=0,
+        above=True,
+    )
+    output: str = restated(
+        RunFields,
+        "output",
+        dataclasses.MISSING,
+        "output folder: model/, subset/ and manifest.json appear together or not at all",
+    )
+    overwrite: bool = restated(RunFields, "overwrite", False, "replace an existing output")
+    config_file: str | None = restated(
+        RunFields,
+        "config_file",
+        None,
+        "YAML or JSON file of settings, keys named like the flags; flags on the command line override it",
+    )
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig:
+    """Every setting of one evaluation (``spark-sensitivity evaluate``): how well each scheme
+    estimates the mean of a per-row loss, or (``label_col``) whether a classifier trained on the
+    strategy's subset beats one trained on a uniform subset of the same size. ``seeds``, ``k`` and
+    ``schemes`` left unset take their mode's default (:meth:`resolved`)."""
+
+    input: str = restated(
+        InputFields, "input", dataclasses.MISSING, "table with an id, an embedding and a loss for every row"
+    )
+    format: str = restated(InputFields, "format", "parquet", "input format")
+    id_col: str = restated(InputFields, "id_col", "id", "unique row id column")
+    vector_col: str = restated(InputFields, "vector_col", "embedding", "embedding column")
+    loss_col: str = setting("loss", "per-row loss column", group=INPUT)
+    label_col: str | None = setting(
+        None,
+        "class label column (integers or strings): instead of loss estimation, train a logistic "
+        "regression on each --strategy subset and on uniform subsets of the same size and compare "
+        "their accuracy on held-out rows",
+        group=INPUT,
+    )
+    test_share: float = setting(
+        0.2,
+        "with --label-col: share of rows held out for testing, chosen by a hash of the id, the same for "
+        "every seed",
+        group=EVALUATION,
+        kind=float,
+        low=0,
+        high=1,
+        above=True,
+        below=True,
+    )
+    strategy: str = setting(
+        AUTO,
+        "with --label-col: the select strategy to evaluate",
+        group=EVALUATION,
+        choices=tuple(s for s in SELECT_STRATEGIES if s != LOSS_AWARE),
+    )
+    schemes: list[str] = setting(
+        help="selection scheme to evaluate, repeatable (default: model-free and loss-aware)",
+        group=EVALUATION,
+        kind=list,
+        choices=EVALUATE_SCHEMES,
+        flag="--scheme",
+    )
+    sample_sizes: tuple[int, ...] = setting(
+        (100, 1000),
+        "comma-separated m values",
+        group=EVALUATION,
+        kind=int,
+        low=1,
+        high=MAX_SAMPLE_SIZE,
+        several=True,
+        metavar="M[,M...]",
+    )
+    seeds: int | None = setting(
+        None,
+        f"repetitions per sample size (default: {LOSS_SEEDS}; {LABEL_SEEDS} with --label-col)",
+        group=EVALUATION,
+        kind=int,
+        low=1,
+    )
+    first_seed: int = setting(
+        0, "seeds are first-seed, first-seed+1, ...", group=EVALUATION, kind=int, low=0, high=MAX_SEED - 10**6
+    )
+    k: int | None = restated(
+        ClusteringFields,
+        "k",
+        None,
+        f"k-means clusters (default: {LOSS_K}; with --label-col, as select chooses for --strategy)",
+        EVALUATION,
+    )
+    z: int = restated(SelectConfig, "z", 2, "cost power", EVALUATION)
+    lam: float | None = restated(
+        SelectConfig,
+        "loss_lambda",
+        None,
+        "loss-aware: weight of the distance term (default: balanced, both terms carry half the mass)",
+        EVALUATION,
+    )
+    uniform_share: float = restated(
+        SelectConfig,
+        "uniform_share",
+        DEFAULT_UNIFORM_SHARE,
+        "loss-aware: share of the sampling mass spread uniformly (0 = the paper's rule)",
+        EVALUATION,
+    )
+    max_iter: int = restated(ClusteringFields, "max_iter", 20, "k-means iterations at most", EVALUATION)
+    points_per_center: int = restated(
+        ClusteringFields, "points_per_center", 256, "k-means fit rows per center", EVALUATION
+    )
+    output: str | None = restated(
+        RunFields, "output", None, "folder for evaluation.json (written atomically)"
+    )
+    overwrite: bool = restated(RunFields, "overwrite", False, "replace an existing output")
+
+    def resolved(self) -> EvaluateConfig:
+        """The config with each unset setting at its mode's default, the sample sizes a tuple."""
+        labels = self.label_col is not None
+        sizes = self.sample_sizes
+        return dataclasses.replace(
+            self,
+            seeds=self.seeds or (LABEL_SEEDS if labels else LOSS_SEEDS),
+            k=self.k if self.k is not None or labels else LOSS_K,
+            schemes=list(self.schemes) or ["model-free", "loss-aware"],
+            sample_sizes=tuple(sizes) if isinstance(sizes, (tuple, list)) else (sizes,),
+        )
+
+
 def setting_flags() -> dict[str, str]:
     """Each setting's command-line flag, by Param name and by field name (``fitFraction`` and
     ``fit_fraction`` -> ``--fit-fraction``): how the command line names the settings a library error
     names."""
     flags: dict[str, str] = {}
-    for config in (SelectConfig, DedupConfig):
+    for config in (SelectConfig, DedupConfig, EmbedConfig, RefreshConfig, EvaluateConfig):
         for declared in settings_of(config).values():
             flags.setdefault(declared.name, declared.option)
             if declared.param:

@@ -20,7 +20,9 @@ class Setting:
     default: Any
     help: str
     group: str
-    kind: type = str  # int, float, str, bool (a switch) or dict (repeatable KEY=VALUE)
+    # int, float, str, bool (a switch), dict (repeatable KEY=VALUE) or list (a repeatable flag, each
+    # value checked against the choices)
+    kind: type = str
     choices: tuple[Any, ...] | None = None
     low: float | None = None
     high: float | None = None
@@ -48,6 +50,9 @@ class Setting:
         user wrote the value."""
         if value is None or self.kind in (bool, dict, str) and self.choices is None:
             return None
+        if self.kind is list:
+            wrong = [one for one in value if self.choices is not None and one not in self.choices]
+            return f"must be one of {', '.join(map(str, self.choices))}, got {wrong[0]!r}" if wrong else None
         if self.several and isinstance(value, tuple):
             if not 1 <= len(value) <= MAX_SEVERAL:
                 return f"takes 1 to {MAX_SEVERAL} values, got {len(value)}"
@@ -111,23 +116,31 @@ def setting(
     """A config field declaring its setting (the arguments of :class:`Setting` but its name)."""
     required = default is dataclasses.MISSING
     info = {"help": help, "group": group, "kind": kind, "required": required, **declared}
-    if kind is dict:
-        return field(default_factory=dict, metadata=info)
+    if kind in (dict, list):
+        return field(default_factory=kind, metadata=info)
     return field(default=None if required else default, metadata=info)
 
 
-def restated(config: type, name: str, default: Any = None, help: str = "") -> Any:
-    """The field ``name`` of ``config`` declared again with another default and help, its check,
-    flag and Param unchanged (dataclasses.MISSING makes it required)."""
+def restated(config: type, name: str, default: Any = None, help: str = "", group: str | None = None) -> Any:
+    """The field ``name`` of ``config`` declared again with another default and help (and group),
+    its check, flag and Param unchanged (dataclasses.MISSING makes it required)."""
     base = next(f for f in dataclasses.fields(config) if f.name == name)
     info = {**base.metadata, "help": help, "required": default is dataclasses.MISSING}
+    if group is not None:
+        info["group"] = group
+    if info["kind"] in (dict, list):
+        return field(default_factory=info["kind"], metadata=info)
     return field(default=None if info["required"] else default, metadata=info)
 
 
 def settings_of(config: type | Any) -> dict[str, Setting]:
     """The declared settings of a config class (or instance), by field name, in declaration order."""
     return {
-        f.name: Setting(name=f.name, default={} if f.metadata["kind"] is dict else f.default, **f.metadata)
+        f.name: Setting(
+            name=f.name,
+            default=f.metadata["kind"]() if f.metadata["kind"] in (dict, list) else f.default,
+            **f.metadata,
+        )
         for f in dataclasses.fields(config)
     }
 

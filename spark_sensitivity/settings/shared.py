@@ -1,8 +1,9 @@
-"""The settings several commands share: input, k-means fit, deduplication, output."""
+"""The settings several commands share: input, k-means fit, deduplication, embedding, output."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from spark_sensitivity.settings.choices import (
     ACCELERATORS,
@@ -11,6 +12,7 @@ from spark_sensitivity.settings.choices import (
     DEFAULT_BLOCK_ROWS,
     DEFAULT_K,
     DEFAULT_MAX_CLUSTER_ROWS,
+    EMBEDDING,
     ENGINES,
     INIT_MODES,
     INPUT,
@@ -223,3 +225,41 @@ class RunFields:
         group=OUTPUT,
         flag="--config",
     )
+
+
+@dataclass(kw_only=True)
+class EmbeddingFields:
+    """The embedder of raw rows (text, images) and its settings."""
+
+    embedder: str | None = setting(
+        None,
+        "embed the rows first: sentence-transformers, hashing, image-pca, efficientnet-lite0, "
+        "precomputed, or a class of your own as package.module:ClassName",
+        group=EMBEDDING,
+    )
+    text_col: str | None = setting(None, "text column to embed (string)", group=EMBEDDING)
+    image_col: str | None = setting(
+        None,
+        "image column to embed: raw or encoded image bytes, a struct with a 'bytes' field, or pixel arrays",
+        group=EMBEDDING,
+    )
+    embed_batch_size: int = setting(
+        64, "rows per embedder call, e.g. per model forward pass", group=EMBEDDING, kind=int, low=1
+    )
+    embed_options: dict[str, str] = setting(
+        help="an embedder option, repeatable (e.g. model=PATH, dim=128, normalize=false)",
+        group=EMBEDDING,
+        kind=dict,
+        flag="--embed-option",
+    )
+
+    @property
+    def embedding(self) -> dict[str, Any]:
+        """The keyword arguments of ``embed_frame`` that choose and configure the embedder."""
+        return {
+            "embedder": self.embedder,
+            "text_col": self.text_col,
+            "image_col": self.image_col,
+            "batch_size": self.embed_batch_size,
+            "options": dict(self.embed_options),
+        }

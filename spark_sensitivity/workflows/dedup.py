@@ -17,9 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import cluster
-from spark_sensitivity.core.assigned import check_ids
-from spark_sensitivity.core.dedup import (
+from spark_sensitivity.core.dedup.search import (
     CROSS_COL,
     DUPLICATE_OF_COL,
     GROUP_COL,
@@ -29,7 +27,9 @@ from spark_sensitivity.core.dedup import (
     find_duplicates,
     unit_rows,
 )
-from spark_sensitivity.core.dedupsplit import regroup, split_giant_clusters, split_plan
+from spark_sensitivity.core.dedup.split import regroup, split_giant_clusters, split_plan
+from spark_sensitivity.core.kmeans import cluster
+from spark_sensitivity.core.kmeans.assigned import check_ids
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io import progress
 from spark_sensitivity.io.provenance import utc_timestamp, versions

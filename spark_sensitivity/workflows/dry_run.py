@@ -9,9 +9,14 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import strategies
-from spark_sensitivity.core.cluster import KMeansSettings, choose_engine, driver_heap_bytes, fit_fraction
-from spark_sensitivity.core.localkmeans import SCORE_BLOCK_ELEMENTS
+from spark_sensitivity.core.kmeans.cluster import (
+    KMeansSettings,
+    choose_engine,
+    driver_heap_bytes,
+    fit_fraction,
+)
+from spark_sensitivity.core.kmeans.localkmeans import SCORE_BLOCK_ELEMENTS
+from spark_sensitivity.core.sampling import strategies
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact

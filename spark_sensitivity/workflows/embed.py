@@ -6,7 +6,6 @@ The published folder is the table itself (Parquet parts) with ``_manifest.json``
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark import StorageLevel
@@ -17,44 +16,14 @@ from spark_sensitivity.io import progress
 from spark_sensitivity.io.provenance import utc_timestamp, versions
 from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.storage import read_input
+from spark_sensitivity.settings import EmbedConfig, SettingError, check_settings
 
 MANIFEST = "_manifest.json"  # a leading underscore: Spark and pyarrow skip it when reading the table
 
 
-@dataclass
-class EmbedConfig:
-    """Every setting of one embed run (``spark-sensitivity embed``)."""
-
-    input: str
-    output: str
-    embedder: str
-    format: str = "parquet"
-    input_options: dict[str, str] = field(default_factory=dict)
-    id_col: str = "id"
-    text_col: str | None = None
-    image_col: str | None = None
-    vector_col: str = "embedding"
-    keep_cols: list[str] = field(default_factory=list)
-    batch_size: int = 64
-    options: dict[str, str] = field(default_factory=dict)
-    on_invalid: str = "fail"
-    overwrite: bool = False
-
-    @property
-    def embedding(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`embed_frame` that choose and configure the embedder."""
-        return {
-            "embedder": self.embedder,
-            "text_col": self.text_col,
-            "image_col": self.image_col,
-            "batch_size": self.batch_size,
-            "options": dict(self.options),
-        }
-
-
 def _needed_columns(df: DataFrame, config: EmbedConfig) -> tuple[list[str], list[str]]:
     """The columns the job reads (checked to exist) and the input columns copied to the output."""
-    vectors = config.options.get("column") or config.vector_col  # what 'precomputed' reads
+    vectors = config.embed_options.get("column") or config.vector_col  # what 'precomputed' reads
     sources = [config.text_col, config.image_col, vectors if config.embedder == "precomputed" else None]
     missing = [c for c in (config.id_col, *config.keep_cols, *sources) if c and c not in df.columns]
     if missing:
@@ -65,6 +34,9 @@ def _needed_columns(df: DataFrame, config: EmbedConfig) -> tuple[list[str], list
 
 def run_embed_job(spark: SparkSession, config: EmbedConfig) -> dict[str, Any]:
     """Embeds ``config.input`` and publishes id + embedding (+ kept columns) under ``config.output``."""
+    check_settings(config)
+    if config.text_col and config.image_col:
+        raise SettingError("give text_col or image_col, not both", "text_col", "image_col")
     started = time.perf_counter()
     inputs = {"--input": None if config.format == "table" else config.input}
     with publishing(spark, config.output, config.overwrite, inputs, manifest_name=MANIFEST) as job:

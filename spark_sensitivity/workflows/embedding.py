@@ -11,13 +11,5 @@ from spark_sensitivity.settings import SelectConfig
 def embed_like_input(raw: DataFrame, config: SelectConfig, on_invalid: str) -> tuple[DataFrame, EmbedReport]:
     """``raw`` embedded (lazily) with the run's --embedder settings into --vector-col."""
     return embed_frame(
-        raw,
-        embedder=config.embedder,
-        id_col=config.id_col,
-        text_col=config.text_col,
-        image_col=config.image_col,
-        output_col=config.vector_col,
-        batch_size=config.embed_batch_size,
-        on_invalid=on_invalid,
-        options=config.embed_options,
+        raw, id_col=config.id_col, output_col=config.vector_col, on_invalid=on_invalid, **config.embedding
     )

@@ -22,22 +22,23 @@ each seed keeps exactly what ``sample.draw`` would have drawn under that seed.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import baselines, lossaware, sample
-from spark_sensitivity.core.cluster import CLUSTER_COL
-from spark_sensitivity.core.score import PROBABILITY_COL
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL
+from spark_sensitivity.core.sampling import lossaware, representatives, sample
+from spark_sensitivity.core.sampling import uniform as reference
+from spark_sensitivity.core.sampling.score import PROBABILITY_COL
 from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.storage import read_input
 from spark_sensitivity.ml.estimator import SensitivitySampler
 from spark_sensitivity.ml.model import SensitivitySamplerModel
+from spark_sensitivity.settings import EVALUATE_SCHEMES, EvaluateConfig, check_settings
 
-SCHEMES = ("model-free", "loss-aware", "stratified", "uniform")
-SEED_COL = baselines.SEED_COL
+SEED_COL = reference.SEED_COL
 
 
 def repeated_draws(
@@ -52,7 +53,7 @@ def repeated_draws(
         raise ValueError(f"sample size must be at least 1, got {m}")
     remaining, frames = list(seeds), []
     for attempt in range(sample.MAX_ATTEMPTS):
-        multi = scored.crossJoin(F.broadcast(baselines.seeds_frame(scored, remaining))).withColumn(
+        multi = scored.crossJoin(F.broadcast(reference.seeds_frame(scored, remaining))).withColumn(
             sample.HASH_COL, F.xxhash64(F.col(id_col), F.col(SEED_COL))
         )
         candidates = sample.candidates_frame(multi, scorer, sample.poisson_rate(m, attempt), attempt)
@@ -180,7 +181,7 @@ class LossTable:
         """Per seed, the weighted estimate, or the difference estimate when the draws carry
         ``proxy_loss`` and ``control_total`` = sum_i proxy_i is given."""
         loss, weight = F.col(self.loss_col), F.col(sample.WEIGHT_COL)
-        value = weight * loss if control_total is None else weight * (loss - F.col(lossaware.PROXY_COL))
+        value = weight * loss if control_total is None else weight * (loss - F.col(representatives.PROXY_COL))
         joined = draws.join(self.losses, on=self.id_col, how="inner")
         sums = {r[0]: float(r[1]) for r in joined.groupBy(SEED_COL).agg(F.sum(value)).collect()}
         offset = 0.0 if control_total is None else control_total
@@ -218,8 +219,8 @@ def evaluate(
     ``model`` (fitted on ``table.frame``) is reused instead of fitting one from ``settings``, and kept;
     ``uniform_cache`` (budget -> uniform RMSE for these seeds) lets several calls share uniform runs.
     """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    if scheme not in EVALUATE_SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {', '.join(EVALUATE_SCHEMES)}")
     seeds = list(seeds)
     results: list[Evaluation] = []
     uniform_cache = {} if uniform_cache is None else uniform_cache
@@ -263,7 +264,7 @@ def fit_model(table: LossTable, settings: SchemeSettings) -> SensitivitySamplerM
 def uniform_rmse(table: LossTable, seeds: list[int], budget: int, cache: dict[int, float]) -> float:
     """The RMSE of uniform sampling with ``budget`` loss evaluations, computed once per budget."""
     if budget not in cache:
-        draws = baselines.uniform_many(table.frame, table.id_col, min(budget, table.n), seeds, table.n)
+        draws = reference.uniform_many(table.frame, table.id_col, min(budget, table.n), seeds, table.n)
         estimate = Evaluation(
             "uniform", "weighted", budget, budget, table.true_mean, seeds, table.estimates(draws, seeds)
         )
@@ -275,7 +276,7 @@ def uniform_rmse(table: LossTable, seeds: list[int], budget: int, cache: dict[in
 def _uniform_estimates(table: LossTable, sample_sizes: Sequence[int], seeds: list[int]) -> Estimates:
     """(estimator, m, loss evaluations, estimates per seed) of uniform sampling."""
     for m in sample_sizes:
-        draws = baselines.uniform_many(table.frame, table.id_col, m, seeds, table.n)
+        draws = reference.uniform_many(table.frame, table.id_col, m, seeds, table.n)
         estimates = table.estimates(draws, seeds)
         draws.unpersist()
         yield "weighted", m, m, estimates
@@ -294,7 +295,7 @@ def _model_estimates(
             draws = repeated_draws(model.summary.assignments, model.clusterStats, m, seeds, table.id_col)
         else:
             sizes = model.clusterStats.sizes
-            draws = baselines.stratified_many(model.summary.assignments, table.id_col, sizes, m, seeds)
+            draws = reference.stratified_many(model.summary.assignments, table.id_col, sizes, m, seeds)
         yield "weighted", m, m, table.estimates(draws, seeds)
         draws.unpersist()
 
@@ -322,33 +323,23 @@ def _loss_aware_estimates(
         selection.release()
 
 
-@dataclass
-class EvaluateConfig:
-    """Every setting of one evaluation run (the CLI flags, one to one)."""
+# The settings a loss evaluation uses, as evaluation.json records them.
+PARAMETERS = (
+    "input", "schemes", "sample_sizes", "seeds", "first_seed", "format", "id_col", "vector_col", "loss_col",
+    "k", "z", "lam", "uniform_share", "max_iter", "points_per_center", "output", "overwrite",
+)  # fmt: skip
 
-    input: str
-    schemes: list[str]
-    sample_sizes: list[int]
-    seeds: int = 100
-    first_seed: int = 0
-    format: str = "parquet"
-    id_col: str = "id"
-    vector_col: str = "embedding"
-    loss_col: str = "loss"
-    k: int = 100
-    z: int = 2
-    lam: float | None = None
-    uniform_share: float = lossaware.DEFAULT_UNIFORM_SHARE
-    max_iter: int = 20
-    points_per_center: int = 256
-    output: str | None = None
-    overwrite: bool = False
+
+def recorded(config: EvaluateConfig, names: tuple[str, ...]) -> dict:
+    """The settings ``names`` of a resolved config, as evaluation.json records them."""
+    values = {name: getattr(config, name) for name in names}
+    return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
 
 def run_evaluate(spark: SparkSession, config: EvaluateConfig) -> dict:
     """Evaluates every scheme; writes ``evaluation.json`` under ``config.output`` when given."""
-    if config.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {config.seeds}")
+    check_settings(config)
+    config = config.resolved()
     if config.output is None:
         return evaluate_schemes(spark, config)
     inputs = {"--input": None if config.format == "table" else config.input}
@@ -378,7 +369,12 @@ def evaluate_schemes(spark: SparkSession, config: EvaluateConfig) -> dict:
             rows += [e.summary() for e in evaluate(table, scheme, config.sample_sizes, seeds, settings)]
     finally:
         table.frame.unpersist()
-    return {"parameters": asdict(config), "n": table.n, "true_mean": table.true_mean, "results": rows}
+    return {
+        "parameters": recorded(config, PARAMETERS),
+        "n": table.n,
+        "true_mean": table.true_mean,
+        "results": rows,
+    }
 
 
 def format_report(report: dict) -> str:

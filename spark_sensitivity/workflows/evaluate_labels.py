@@ -6,7 +6,7 @@ each budget B and seed, the training part gives two subsets of B rows:
 
 - the subset ``select`` would write with that --strategy, B and seed (the same planning, k-means fit
   and ``auto`` decision, through ``workflows.select``), drawn with ``SensitivitySamplerModel.sample``;
-- a uniform subset of B rows (``baselines.uniform``) under the same seed.
+- a uniform subset of B rows (``reference.uniform``) under the same seed.
 
 A multinomial logistic regression (``core.classifier``) is trained on each subset on the driver (B
 rows), the strategy's both unweighted (a row drawn c times counts c times) and with its weights
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -29,16 +29,18 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, IntegralType, StringType
 
-from spark_sensitivity.core import baselines, rowrandom, strategies
-from spark_sensitivity.core.batches import batch_matrix
 from spark_sensitivity.core.classifier import DEFAULT_ITERATIONS, DEFAULT_L2, LinearClassifier, fit_logistic
-from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.sampling import rowrandom, strategies
+from spark_sensitivity.core.sampling import uniform as reference
+from spark_sensitivity.core.sampling.sample import COUNT_COL, WEIGHT_COL
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.io.publish import publishing
 from spark_sensitivity.io.storage import read_input
 from spark_sensitivity.ml.model import SensitivitySamplerModel
-from spark_sensitivity.settings import SelectConfig
+from spark_sensitivity.settings import EvaluateConfig, SelectConfig, check_settings
 from spark_sensitivity.workflows import select
+from spark_sensitivity.workflows.evaluate import recorded
 
 MAX_CLASSES = 1000
 # The split's hash seed: fixed, so the test rows do not change with --seeds or --first-seed.
@@ -50,34 +52,19 @@ _MAX_SCORE_COLUMNS = 4096
 _ROWS_PER_PRODUCT = 4096
 
 
-@dataclass
-class LabelEvaluateConfig:
-    """Every setting of one ``evaluate --label-col`` run (the CLI flags, one to one)."""
+# The settings a label evaluation uses, as evaluation.json records them.
+PARAMETERS = (
+    "input", "label_col", "sample_sizes", "seeds", "first_seed", "format", "id_col", "vector_col", "strategy",
+    "k", "test_share", "output", "overwrite",
+)  # fmt: skip
 
-    input: str
-    label_col: str
-    sample_sizes: list[int]
-    seeds: int = 10
-    first_seed: int = 0
-    format: str = "parquet"
-    id_col: str = "id"
-    vector_col: str = "embedding"
-    strategy: str = strategies.AUTO
-    k: int | None = None
-    test_share: float = 0.2
-    l2: float = DEFAULT_L2
-    iterations: int = DEFAULT_ITERATIONS
-    output: str | None = None
-    overwrite: bool = False
 
-    def check(self) -> None:
-        if self.seeds < 1:
-            raise ValueError(f"--seeds must be at least 1, got {self.seeds}")
-        if not 0 < self.test_share < 1:
-            raise ValueError(f"--test-share must be between 0 and 1, got {self.test_share}")
-        if self.strategy == strategies.LOSS_AWARE:
-            raise ValueError("--label-col cannot evaluate --strategy loss-aware (it needs a model's losses)")
-        strategies.check_strategy(self.strategy, strategies.SELECT_STRATEGIES)
+def check_label_config(config: EvaluateConfig) -> None:
+    """What the declared checks cannot see: a label run trains on a strategy's subset."""
+    check_settings(config)
+    if config.strategy == strategies.LOSS_AWARE:
+        raise ValueError("--label-col cannot evaluate --strategy loss-aware (it needs a model's losses)")
+    strategies.check_strategy(config.strategy, strategies.SELECT_STRATEGIES)
 
 
 @dataclass
@@ -96,7 +83,7 @@ class LabelledTable:
         self.test.unpersist()
 
 
-def split_table(frame: DataFrame, config: LabelEvaluateConfig) -> LabelledTable:
+def split_table(frame: DataFrame, config: EvaluateConfig) -> LabelledTable:
     """Checks the id, embedding and label columns and splits the rows by a hash of the id."""
     id_col, vector_col, label_col = config.id_col, config.vector_col, config.label_col
     for column, flag in ((id_col, "--id-col"), (vector_col, "--vector-col"), (label_col, "--label-col")):
@@ -156,7 +143,7 @@ class Subset:
     weights: np.ndarray
 
 
-def driver_subset(subset: DataFrame, table: LabelledTable, config: LabelEvaluateConfig) -> Subset:
+def driver_subset(subset: DataFrame, table: LabelledTable, config: EvaluateConfig) -> Subset:
     """The subset's B rows brought to the driver (rows with an invalid embedding left out)."""
     count = F.col(COUNT_COL) if COUNT_COL in subset.columns else F.lit(1)
     arrow = subset.select(
@@ -172,14 +159,14 @@ def driver_subset(subset: DataFrame, table: LabelledTable, config: LabelEvaluate
     return Subset(features[valid], labels[valid], counts[valid], weights[valid])
 
 
-def train(subset: Subset, n_classes: int, weighted: bool, config: LabelEvaluateConfig) -> LinearClassifier:
+def train(subset: Subset, n_classes: int, weighted: bool, config: EvaluateConfig) -> LinearClassifier:
     """The classifier of one subset: unweighted (each draw counts once) or with w / mean(w)."""
     weights = subset.weights / subset.weights.mean() if weighted else subset.counts
-    return fit_logistic(subset.features, subset.labels, n_classes, weights, config.l2, config.iterations)
+    return fit_logistic(subset.features, subset.labels, n_classes, weights, DEFAULT_L2, DEFAULT_ITERATIONS)
 
 
 def heldout_accuracies(
-    table: LabelledTable, classifiers: Sequence[LinearClassifier], config: LabelEvaluateConfig
+    table: LabelledTable, classifiers: Sequence[LinearClassifier], config: EvaluateConfig
 ) -> tuple[np.ndarray, int]:
     """Each classifier's accuracy on the test part, and the test rows scored (valid embedding)."""
     n_classes = len(table.classes)
@@ -192,7 +179,7 @@ def heldout_accuracies(
 
 
 def _correct_counts(
-    table: LabelledTable, classifiers: Sequence[LinearClassifier], config: LabelEvaluateConfig
+    table: LabelledTable, classifiers: Sequence[LinearClassifier], config: EvaluateConfig
 ) -> tuple[np.ndarray, int]:
     """One pass over the test rows: per classifier the number of correct predictions."""
     coef = np.hstack([c.coef for c in classifiers])
@@ -242,7 +229,7 @@ class StrategySubsets:
     """The subsets ``select`` would write on the training part, its k-means fits shared between
     budgets that fit the same k under the same seed (a fit does not depend on the sample size)."""
 
-    def __init__(self, spark: SparkSession, table: LabelledTable, config: LabelEvaluateConfig):
+    def __init__(self, spark: SparkSession, table: LabelledTable, config: EvaluateConfig):
         self.spark, self.table, self.config = spark, table, config
         self.models: dict[tuple[int, int], SensitivitySamplerModel] = {}
 
@@ -320,7 +307,7 @@ def compare(chosen: Sequence[float], uniform: Sequence[float]) -> dict:
 
 
 def seed_classifiers(
-    subsets: StrategySubsets, table: LabelledTable, seed: int, config: LabelEvaluateConfig
+    subsets: StrategySubsets, table: LabelledTable, seed: int, config: EvaluateConfig
 ) -> tuple[list[LinearClassifier], list[strategies.AutoChoice]]:
     """For every budget under ``seed``: the strategy's subset trained unweighted and weighted, and
     the uniform subset's classifier (three per budget, in that order), and the strategies used."""
@@ -330,7 +317,7 @@ def seed_classifiers(
         picked, choice = subsets.draw(m, seed)
         rows = driver_subset(picked, table, config)
         picked.unpersist()
-        uniform = driver_subset(baselines.uniform(table.train, config.id_col, m, seed), table, config)
+        uniform = driver_subset(reference.uniform(table.train, config.id_col, m, seed), table, config)
         choices.append(choice)
         classifiers += [
             train(rows, n_classes, False, config),
@@ -340,9 +327,10 @@ def seed_classifiers(
     return classifiers, choices
 
 
-def evaluate_labels(spark: SparkSession, config: LabelEvaluateConfig) -> dict:
+def evaluate_labels(spark: SparkSession, config: EvaluateConfig) -> dict:
     """The report of ``config``: every budget's comparison of the strategy with uniform."""
-    config.check()
+    check_label_config(config)
+    config = config.resolved()
     table = split_table(read_input(spark, config.input, config.format, {}), config)
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
     classifiers, choices = [], []
@@ -370,7 +358,7 @@ def evaluate_labels(spark: SparkSession, config: LabelEvaluateConfig) -> dict:
         used = [per_seed[b] for per_seed in choices]
         rows += BudgetResult(m, used, strategy, arms[:, 2].tolist()).summaries()
     return {
-        "parameters": asdict(config),
+        "parameters": {**recorded(config, PARAMETERS), "l2": DEFAULT_L2, "iterations": DEFAULT_ITERATIONS},
         "n_train": table.n_train,
         "n_test": table.n_test,
         "test_rows_scored": scored,
@@ -379,8 +367,9 @@ def evaluate_labels(spark: SparkSession, config: LabelEvaluateConfig) -> dict:
     }
 
 
-def run_evaluate_labels(spark: SparkSession, config: LabelEvaluateConfig) -> dict:
+def run_evaluate_labels(spark: SparkSession, config: EvaluateConfig) -> dict:
     """Evaluates; writes ``evaluation.json`` under ``config.output`` when given."""
+    check_label_config(config)
     if config.output is None:
         return evaluate_labels(spark, config)
     inputs = {"--input": None if config.format == "table" else config.input}

@@ -2,7 +2,7 @@
 for the strategy the run writes), and ``auto``'s choice of strategy once the clusters are known.
 
 Shared by the model-free draw and loss-aware round 2 of ``select``; the numbers come from
-``core.forecast_inputs``, the rule from ``core.strategies.choose_auto``.
+``core.forecasting.forecast_inputs``, the rule from ``core.sampling.strategies.choose_auto``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import forecast, forecast_inputs, lossaware, strategies
-from spark_sensitivity.core.forecast_inputs import PilotRows
+from spark_sensitivity.core.forecasting import forecast, forecast_inputs
+from spark_sensitivity.core.forecasting.forecast_inputs import PilotRows
+from spark_sensitivity.core.sampling import lossaware, strategies
 from spark_sensitivity.io.storage import read_input
 from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.settings import SelectConfig

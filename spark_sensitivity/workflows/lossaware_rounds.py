@@ -14,7 +14,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_sensitivity.core.cluster import CLUSTER_COL
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL
 from spark_sensitivity.io.files import files_for, glob_escape
 from spark_sensitivity.io.lineage import read_manifest
 from spark_sensitivity.io.redaction import redact

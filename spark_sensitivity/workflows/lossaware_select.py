@@ -14,7 +14,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark_sensitivity.core import forecast_inputs, lossaware
+from spark_sensitivity.core.forecasting import forecast_inputs
+from spark_sensitivity.core.sampling import lossaware, representatives
 from spark_sensitivity.io.provenance import utc_timestamp
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
@@ -45,7 +46,7 @@ def check_flags(spark: SparkSession, config: SelectConfig) -> str | None:
     if config.rep_losses is None:
         return None
     losses = read_input(spark, config.rep_losses, config.rep_losses_format, {})
-    lossaware.check_loss_columns(losses, config.id_col, config.rep_loss_col)
+    representatives.check_loss_columns(losses, config.id_col, config.rep_loss_col)
     found = lossaware_rounds.round1_manifest(spark, config.round1, config.rep_losses)
     if found is None:
         return None
@@ -60,7 +61,7 @@ def write_representatives(
     """representatives/: cluster_id, id, distance and the input's columns (the embedding too unless
     --drop-vector), so the user can score them without a join."""
     drop = (config.vector_col,) if config.drop_vector else ()
-    reps = lossaware.with_input_columns(lossaware.model_representatives(model), df, config.id_col, drop)
+    reps = representatives.with_input_columns(lossaware.model_representatives(model), df, config.id_col, drop)
     reps.coalesce(1).write.parquet(out.path("representatives"))
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import sample, score
-from spark_sensitivity.core.assigned import AssignedRows
-from spark_sensitivity.core.rowrandom import row_hash
+from spark_sensitivity.core.kmeans.assigned import AssignedRows
+from spark_sensitivity.core.sampling import sample, score
+from spark_sensitivity.core.sampling.rowrandom import row_hash
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io import lineage
 from spark_sensitivity.io.delta import delta_version, read_delta
@@ -30,12 +30,11 @@ from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.storage import read_input, read_table, write_table
 from spark_sensitivity.ml.model import SensitivitySamplerModel
 from spark_sensitivity.ml.params import OUTPUT_COLUMNS
+from spark_sensitivity.settings import MAX_COST_DRIFT, SUBSET_FORMATS, RefreshConfig, check_settings
 
-# Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by half (project
-# choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
-MAX_COST_DRIFT = 1.5
+# Re-fit when the new rows' mean cost under the old centers exceeds the old rows' by MAX_COST_DRIFT
+# (project choice, see docs/INCREMENTAL.md), or when the table has more than doubled since the fit.
 MAX_GROWTH = 2.0
-SUBSET_FORMATS = ("parquet", "delta")
 
 
 # New rows assigned to the saved centers: ``assigned`` (id, cluster_id, cost; persisted, valid rows
@@ -335,49 +334,47 @@ def write_union(
     return {"subset_rows": expected_rows, "sum_of_weights": weight_sum}
 
 
-def run_refresh(
-    spark: SparkSession,
-    *,
-    model_path: str,
-    new_input: str,
-    previous_subset: str,
-    output: str,
-    fmt: str = "parquet",
-    input_options: dict[str, str] | None = None,
-    subset_format: str = "parquet",
-    sample_size: int | None = None,
-    seed: int = 0,
-    overwrite: bool = False,
-    max_cost_drift: float = MAX_COST_DRIFT,
-    check_earlier_ids: bool = True,
-    allow_unreadable_earlier_inputs: bool = False,
-    on_invalid: str | None = None,
-) -> dict[str, Any]:
+def run_refresh(spark: SparkSession, config: RefreshConfig) -> dict[str, Any]:
     """Adds a stratum of newly appended rows to a weighted subset; returns the manifest.
 
-    Reads the saved model, the previous subset and the NEW rows only. ``sample_size`` is the number
-    of new draws (default: :func:`allocate_draws`). Publishes under ``output``: model/ (same centers,
-    old + new statistics, for the next refresh) and manifest.json (draws, drift, re-fit advice), plus
-    subset/: the previous subset's rows unchanged plus the new stratum, as Parquet or as a new Delta
-    table (``subset_format``). The previous output is never modified. ``check_earlier_ids`` refuses
-    new rows whose ids an earlier run's input holds (one semi-join on the id column per input); an
-    earlier input that cannot be read is refused unless ``allow_unreadable_earlier_inputs``, and then
-    listed in the manifest's ``earlier_inputs_unchecked``.
+    Reads the saved model (``config.model``), the previous subset and the NEW rows only.
+    ``sample_size`` is the number of new draws (default: :func:`allocate_draws`). Publishes under
+    ``output``: model/ (same centers, old + new statistics, for the next refresh) and manifest.json
+    (draws, drift, re-fit advice), plus subset/: the previous subset's rows unchanged plus the new
+    stratum, as Parquet or as a new Delta table (``subset_format``). The previous output is never
+    modified. New rows whose ids an earlier run's input holds are refused (one semi-join on the id
+    column per input) unless ``skip_earlier_id_check``; an earlier input that cannot be read is
+    refused unless ``skip_unreadable_earlier_inputs``, and then listed in the manifest's
+    ``earlier_inputs_unchecked``.
     """
-    if sample_size is not None and sample_size < 1:
-        raise ValueError(f"--sample-size must be at least 1, got {sample_size}")
+    check_settings(config)
+    model_path, new_input, fmt = config.model, config.new_input, config.format
+    previous_subset, output, subset_format = config.previous_subset, config.output, config.subset_format
     started = time.perf_counter()
     model = SensitivitySamplerModel.load(model_path)
     request = Request(
-        model_path, new_input, fmt, previous_subset, subset_format, sample_size, seed, max_cost_drift
+        model_path,
+        new_input,
+        fmt,
+        previous_subset,
+        subset_format,
+        config.sample_size,
+        config.seed,
+        config.max_cost_drift,
     )
     inputs = {"--model": model_path, "--new-input": new_input, "--previous-subset": previous_subset}
-    with contextlib.ExitStack() as cleanup, publishing(spark, output, overwrite, inputs) as job:
-        sources = read_sources(spark, model, request, input_options or {})
-        scored = score_new_rows(model, sources.new_rows, on_invalid)
+    with contextlib.ExitStack() as cleanup, publishing(spark, output, config.overwrite, inputs) as job:
+        sources = read_sources(spark, model, request, config.input_options)
+        scored = score_new_rows(model, sources.new_rows, config.on_invalid)
         cleanup.callback(scored.release)
         drawn, updated, facts = draw_refresh(
-            spark, model, scored, sources, request, check_earlier_ids, allow_unreadable_earlier_inputs
+            spark,
+            model,
+            scored,
+            sources,
+            request,
+            not config.skip_earlier_id_check,
+            config.skip_unreadable_earlier_inputs,
         )
         cleanup.callback(drawn.frame.unpersist)
         written = write_union(

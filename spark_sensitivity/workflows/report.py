@@ -16,11 +16,11 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
-from spark_sensitivity.core import rowrandom, score
-from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.sample import BUDGET_COL, COUNT_COL, WEIGHT_COL
-from spark_sensitivity.core.score import SENSITIVITY_COL
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling import rowrandom, score
+from spark_sensitivity.core.sampling.sample import BUDGET_COL, COUNT_COL, WEIGHT_COL
+from spark_sensitivity.core.sampling.score import SENSITIVITY_COL
 from spark_sensitivity.core.vectors import parse_text_vectors, vector_values
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.storage import read_table

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from spark_sensitivity.core.forecast import describe
+from spark_sensitivity.core.forecasting.forecast import describe
 
 FIGURE_SIZE = (8.0, 5.0)
 FIGURE_DPI = 100

@@ -19,9 +19,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_sensitivity import settings
-from spark_sensitivity.core import strategies
-from spark_sensitivity.core.forecast_inputs import PilotRows
-from spark_sensitivity.core.sample import BUDGET_COL
+from spark_sensitivity.core.forecasting.forecast_inputs import PilotRows
+from spark_sensitivity.core.sampling import strategies
+from spark_sensitivity.core.sampling.sample import BUDGET_COL
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io import progress
 from spark_sensitivity.io.lineage import recorded_input

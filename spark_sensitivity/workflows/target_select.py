@@ -1,5 +1,5 @@
 """--target: the rows a subset should look like, read (and embedded) as the input is, and the draws
-that follow their cluster shares (``core.target``; docs/METHOD.md, "Target-matched selection")."""
+that follow their cluster shares (``core.sampling.target``; docs/METHOD.md, "Target-matched selection")."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import strategies
+from spark_sensitivity.core.sampling import strategies
 from spark_sensitivity.core.vectors import parse_text_vectors
 from spark_sensitivity.io.redaction import redact_text
 from spark_sensitivity.io.storage import read_input

@@ -9,7 +9,8 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import cluster, score
+from spark_sensitivity.core.kmeans import cluster
+from spark_sensitivity.core.sampling import score
 
 
 def check_ids(dataset: DataFrame, id_col: str, unique: bool) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from spark_sensitivity.core import localkmeans
+from spark_sensitivity.core.kmeans import localkmeans
 from spark_sensitivity.settings import SettingError
 from spark_sensitivity.settings.choices import ACCELERATORS
 

@@ -47,16 +47,17 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from spark_sensitivity.core import localkmeans, rowrandom
-from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import CLUSTER_COL
-from spark_sensitivity.core.dedupkernel import (
+from spark_sensitivity.core.dedup.kernel import (
     DEFAULT_BLOCK_ROWS,
     ClusterDeduper,
     best_per_row,
     close_pairs,
     normalize_rows,
 )
+from spark_sensitivity.core.kmeans import localkmeans
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL
+from spark_sensitivity.core.sampling import rowrandom
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.settings import DEFAULT_MAX_CLUSTER_ROWS, DedupFields, SettingError, settings_of
 

@@ -11,9 +11,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import kernels
-from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.kmeans import kernels
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
 from spark_sensitivity.core.vectors import vector_values
 from spark_sensitivity.settings import SettingError
 

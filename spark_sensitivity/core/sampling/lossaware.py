@@ -35,23 +35,21 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StringType, StructField, StructType
 
-from spark_sensitivity.core import sample
-from spark_sensitivity.core.assigned import AssignedRows
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.kmeans.assigned import AssignedRows
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling import sample
 
 # The representatives' step; these names stay importable from here.
-from spark_sensitivity.core.representatives import DISTANCE_COL as DISTANCE_COL
-from spark_sensitivity.core.representatives import PROXY_COL as PROXY_COL
-from spark_sensitivity.core.representatives import check_loss_columns as check_loss_columns
-from spark_sensitivity.core.representatives import (
+from spark_sensitivity.core.sampling.representatives import (
+    DISTANCE_COL,
+    PROXY_COL,
     representative_costs,
     representative_losses,
     representative_vectors,
     representatives,
 )
-from spark_sensitivity.core.representatives import with_input_columns as with_input_columns
-from spark_sensitivity.core.rowrandom import row_hash
-from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL
+from spark_sensitivity.core.sampling.rowrandom import row_hash
+from spark_sensitivity.core.sampling.score import PROBABILITY_COL, SENSITIVITY_COL
 from spark_sensitivity.settings import DEFAULT_UNIFORM_SHARE, REP_WEIGHTS, SettingError
 
 ROLE_COL = "role"

@@ -24,11 +24,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import localkmeans, rowrandom
-from spark_sensitivity.core.batches import batch_matrix
-from spark_sensitivity.core.cluster import CLUSTER_COL
-from spark_sensitivity.core.dedup import GROUP_COL, NEIGHBOR_COL, NEIGHBOR_GROUP_COL, SUB_BITS
-from spark_sensitivity.core.dedupkernel import normalize_rows
+from spark_sensitivity.core.dedup.kernel import normalize_rows
+from spark_sensitivity.core.dedup.search import GROUP_COL, NEIGHBOR_COL, NEIGHBOR_GROUP_COL, SUB_BITS
+from spark_sensitivity.core.kmeans import localkmeans
+from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL
+from spark_sensitivity.core.sampling import rowrandom
 
 # Rows sampled per part for a giant cluster's second k-means, and the part size aimed at (half the
 # limit, so k-means' uneven parts still stay near the limit).

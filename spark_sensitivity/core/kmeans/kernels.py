@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from spark_sensitivity.core import localkmeans, torchkernel
+from spark_sensitivity.core.kmeans import localkmeans, torchkernel
 
 Nearest = Callable[[np.ndarray], np.ndarray]
 

@@ -22,8 +22,8 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import kernels, localkmeans
-from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.core.kmeans import kernels, localkmeans
+from spark_sensitivity.core.kmeans.batches import batch_matrix
 from spark_sensitivity.settings import SettingError
 
 # Rows per partition of the persisted sample: each Lloyd task sends k x d float64 sums back, so

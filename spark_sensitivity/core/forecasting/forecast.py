@@ -11,7 +11,7 @@ mean is L and second moment sum_i l_i^2 / q_i, so
     Var(mu_hat) = (1 / (m n^2)) * ( sum_i l_i^2 / q_i  -  L^2 ).
 
 Stratified by cluster (m_j rows of cluster j without replacement, weight n_j / m_j; m_j from
-``baselines.allocate``, proportional to n_j with at least one row per non-empty cluster):
+``uniform.allocate``, proportional to n_j with at least one row per non-empty cluster):
 
     Var(mu_hat) = sum_j (n_j^2 / m_j) (1 - m_j / n_j) S_j^2 / n^2,   S_j^2 = within-cluster variance
                                                                           (divisor n_j - 1).
@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spark_sensitivity.core.baselines import allocate
+from spark_sensitivity.core.sampling.uniform import allocate
 
 SCHEMES = ("sensitivity", "stratified", "uniform")
 # Strategies whose subset is a deterministic function of the fit: forecast by their bias (module doc).

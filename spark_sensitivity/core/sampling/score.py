@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField
 
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
 
 SENSITIVITY_COL = "sensitivity"
 PROBABILITY_COL = "probability"

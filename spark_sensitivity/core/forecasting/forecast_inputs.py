@@ -1,4 +1,4 @@
-"""What :mod:`spark_sensitivity.core.forecast` needs, gathered with Spark: k rows or the pilot's rows only.
+"""What :mod:`spark_sensitivity.core.forecasting.forecast` needs, gathered with Spark: k rows or the pilot's rows only.
 
 - a pilot: the user's loss on a uniform sample of rows, joined with each row's cluster and q_i;
 - per-cluster sums for the representatives' model: H_j = sum_{i in j} 1 / q_i (one mapInArrow pass
@@ -18,9 +18,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import forecast
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.sample import Sensitivity
+from spark_sensitivity.core.forecasting import forecast
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling.sample import Sensitivity
 from spark_sensitivity.settings import SettingError
 
 _LOSS = "__ss_pilot_loss"

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, StructField, StructType
 
-from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.core.kmeans.batches import batch_matrix
 from spark_sensitivity.core.vectors import vector_values
 
 LEVERAGE_COL = "leverage"

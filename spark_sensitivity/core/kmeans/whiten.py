@@ -25,8 +25,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
-from spark_sensitivity.core.assigned import AssignedRows, assign_rows
-from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.core.kmeans.assigned import AssignedRows, assign_rows
+from spark_sensitivity.core.kmeans.batches import batch_matrix
 from spark_sensitivity.core.vectors import vector_values
 
 _VALUES_TMP = "__ss_whiten_values"

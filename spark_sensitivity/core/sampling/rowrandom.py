@@ -21,10 +21,10 @@ from pyspark.sql import functions as F
 STREAM_FIT_SAMPLE = 1  # which rows the k-means fit sees
 STREAM_DRAW_COUNT = 2  # a row's Poisson number of candidate draws
 STREAM_DRAW_ORDER = 3  # the keys that pick m of the candidates
-STREAM_BASELINE = 4  # the baselines' uniform and stratified subsets (core.baselines)
+STREAM_BASELINE = 4  # the baselines' uniform and stratified subsets (core.sampling.uniform)
 STREAM_STRATIFIED = 5  # the stratified strategy's subsets and the prototypes' tie-breaks
 STREAM_REPORT_SAMPLE = 6  # the points the report plots
-STREAM_DEDUP_SPLIT = 7  # the rows a giant cluster's second-level k-means is fitted on (core.dedup)
+STREAM_DEDUP_SPLIT = 7  # the rows a giant cluster's second-level k-means is fitted on (core.dedup.search)
 STREAM_EMBED_FIT = 11  # the rows an embedder is fitted on (embedders.stage)
 STREAM_EVAL_TEST = 12  # the held-out rows of evaluate --label-col (the same for every seed)
 # A retry of the draws uses fresh streams: the draw streams plus attempt * DRAW_RETRY_STRIDE.

@@ -26,9 +26,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import rowrandom
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling import rowrandom
+from spark_sensitivity.core.sampling.score import PROBABILITY_COL, SENSITIVITY_COL
 from spark_sensitivity.settings import MAX_SAMPLE_SIZE
 
 COUNT_COL = "count"

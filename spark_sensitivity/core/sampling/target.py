@@ -27,10 +27,10 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import rowrandom
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL, Draws, draw
-from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling import rowrandom
+from spark_sensitivity.core.sampling.sample import COUNT_COL, WEIGHT_COL, Draws, draw
+from spark_sensitivity.core.sampling.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
 
 # A target row is uncovered beyond this quantile of its cluster's lake costs.
 COVERAGE_QUANTILE = 0.99

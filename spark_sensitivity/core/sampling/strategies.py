@@ -31,11 +31,11 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_sensitivity.core import rowrandom
-from spark_sensitivity.core.baselines import allocate
-from spark_sensitivity.core.cluster import CLUSTER_COL, COST_COL
-from spark_sensitivity.core.sample import COUNT_COL, WEIGHT_COL
-from spark_sensitivity.core.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
+from spark_sensitivity.core.kmeans.cluster import CLUSTER_COL, COST_COL
+from spark_sensitivity.core.sampling import rowrandom
+from spark_sensitivity.core.sampling.sample import COUNT_COL, WEIGHT_COL
+from spark_sensitivity.core.sampling.score import PROBABILITY_COL, SENSITIVITY_COL, ClusterStats
+from spark_sensitivity.core.sampling.uniform import allocate
 
 # The choices are declared with the settings (SensitivitySampler's ``strategy`` Param accepts
 # STRATEGIES, the select job also ``loss-aware``); they stay importable from here.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spark_sensitivity.settings import DEFAULT_BLOCK_ROWS as DEFAULT_BLOCK_ROWS
+from spark_sensitivity.settings import DEFAULT_BLOCK_ROWS
 
 # float32 dot products of unit vectors err by well under 1e-4 for d up to a few thousand.
 REFINE_MARGIN = 1e-4

@@ -23,12 +23,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from spark_sensitivity.core import distkmeans, kernels, localkmeans, rowrandom, torchkernel
-from spark_sensitivity.core.batches import batch_matrix
+from spark_sensitivity.core.kmeans import distkmeans, kernels, localkmeans, torchkernel
+from spark_sensitivity.core.kmeans.batches import batch_matrix
 from spark_sensitivity.core.runtime import has_jvm
+from spark_sensitivity.core.sampling import rowrandom
 from spark_sensitivity.core.vectors import vector_values
-from spark_sensitivity.settings import ENGINES as ENGINES
-from spark_sensitivity.settings import ClusteringFields, Setting, SettingError, settings_of
+from spark_sensitivity.settings import ENGINES, ClusteringFields, Setting, SettingError, settings_of
 
 CLUSTER_COL = "cluster_id"
 COST_COL = "cost"
