@@ -108,7 +108,8 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
 
     @property
     def lastSampleInfo(self) -> dict[str, Any]:
-        """Of the last :meth:`sample`: Poisson candidates drawn and attempts needed (usually 1)."""
+        """What :meth:`sampleWithInfo` returned for this model's last :meth:`sample` call (a
+        convenience for interactive use; code that draws should take the info it is returned)."""
         return dict(self._last_sample_info)
 
     @property
@@ -172,6 +173,18 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         dropColumns: tuple[str, ...] = (),
         target: DataFrame | None = None,
     ) -> DataFrame:
+        """The subset of :meth:`sampleWithInfo`; its info is kept as :attr:`lastSampleInfo`."""
+        frame, self._last_sample_info = self.sampleWithInfo(sampleSize, seed, dataset, dropColumns, target)
+        return frame
+
+    def sampleWithInfo(
+        self,
+        sampleSize: int,
+        seed: int | None = None,
+        dataset: DataFrame | None = None,
+        dropColumns: tuple[str, ...] = (),
+        target: DataFrame | None = None,
+    ) -> tuple[DataFrame, dict[str, Any]]:
         """Exactly ``sampleSize`` i.i.d. draws with replacement, with probability s_i / sum(s), or, with
         another ``strategy``, the rows that strategy picks (count 1, weight n_j / m_j).
 
@@ -186,8 +199,11 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         embedding; ids optional), the draws follow the target's shares of the clusters instead,
         uniform within each cluster (strategy stratified or auto) or by sensitivity (strategy
         sensitivity), with weights whose sum(weight * f) / sum(weight) estimates the target's mean of
-        f (``core.sampling.target``); ``lastSampleInfo["target"]`` then holds coverage, divergence, effective
-        sample size and thin clusters.
+        f (``core.sampling.target``).
+
+        Also returns what the draw did: ``draws`` (always), the Poisson candidates and attempts of
+        i.i.d. draws, and with a target ``target``: coverage, divergence, effective sample size and
+        thin clusters.
         """
         if target is not None:
             return self._sample_target(sampleSize, seed, dataset, dropColumns, target)
@@ -203,15 +219,15 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             if strategy == strategies.SENSITIVITY:
                 scored = rows.assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
                 draws = sample.draw(scored, rows.stats, sampleSize)
-                self._last_sample_info = {"candidates": draws.candidates, "attempts": draws.attempts}
+                info = {"candidates": draws.candidates, "attempts": draws.attempts, "draws": sampleSize}
                 columns = draws.frame.drop(sample.HASH_COL)
             else:
                 picked = strategies.select(strategy, rows.assigned, rows.stats, sampleSize, seed, id_col)
-                self._last_sample_info = {"draws": picked.draws}
+                info = {"draws": picked.draws}
                 columns = picked.frame
         finally:
             rows.release()
-        return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
+        return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize), info
 
     def _sample_target(
         self,
@@ -220,8 +236,8 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         dataset: DataFrame | None,
         dropColumns: tuple[str, ...],
         target: DataFrame,
-    ) -> DataFrame:
-        """:meth:`sample` with a target (its docstring)."""
+    ) -> tuple[DataFrame, dict[str, Any]]:
+        """:meth:`sampleWithInfo` with a target (its docstring)."""
         id_col, seed = self.getIdCol(), self.getSeed() if seed is None else seed
         sample.check_draws(sampleSize)
         within = self.getStrategy()
@@ -249,11 +265,11 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             else:
                 columns = target_draws.draw_uniform(rows.assigned, rows.stats, fit, quotas, seed, id_col)
             facts = target_draws.target_facts(rows.stats, fit, quotas, columns)
-            self._last_sample_info = {"draws": sampleSize, "target": facts}
         finally:
             rows.release()
             aimed.release()
-        return sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
+        joined = sample.join_input(columns, rows.rows.drop(*dropColumns), id_col, sampleSize)
+        return joined, {"draws": sampleSize, "target": facts}
 
     def _assign_target(self, target: DataFrame) -> AssignedRows:
         """The target's rows assigned to the centers (an id made up when it has none); invalid or

@@ -313,15 +313,17 @@ def draw(
     if config.mode == "loss-aware":
         subset, facts = lossaware_select.draw_round2(spark, config, model, df, out, round1)
         followed = strategies.AutoChoice(config.strategy, config.k, "auto follows --mode loss-aware")
-        facts.update(strategy_facts(followed, run["strategy_requested"]))
+        facts.update(
+            strategy_facts(followed, run["strategy_requested"]), sampling={"draws": config.sample_size}
+        )
     elif config.target is not None:
         subset, facts = target_select.draw_to_target(spark, config, model)
     else:
         choice, pilot = choose_strategy(spark, config, run, model)
         model.set(model.strategy, choice.strategy)
         drop = (config.vector_col,) if config.drop_vector else ()
-        subset = model.sample(config.sample_size, seed=config.seed, dropColumns=drop)
-        facts = strategy_facts(choice, run["strategy_requested"])
+        subset, info = model.sampleWithInfo(config.sample_size, seed=config.seed, dropColumns=drop)
+        facts = {**strategy_facts(choice, run["strategy_requested"]), "sampling": info}
     # Counted, then written: without this the join with the input (a scan of all rows) runs twice.
     subset = subset.persist()
     cleanup.callback(subset.unpersist)
@@ -332,7 +334,7 @@ def draw(
     log.info(
         "stage sample: %s, %d draws on %d distinct rows, %.1f s",
         facts["strategy_used"],
-        model.lastSampleInfo.get("draws", config.sample_size),
+        facts["sampling"]["draws"],
         drawn_rows,
         sample_seconds,
     )
@@ -341,7 +343,6 @@ def draw(
         drawn_rows,
         {
             **facts,
-            "sampling": {key: value for key, value in model.lastSampleInfo.items() if key != "target"},
             "timings": {"sample_seconds": sample_seconds},
         },
     )
@@ -373,7 +374,7 @@ def draw_all(
         one = dataclasses.replace(config, sample_size=m)
         subset, rows, facts = draw(spark, one, model, df, out, round1, cleanup, run)
         seconds += facts.pop("timings")["sample_seconds"]
-        draws = model.lastSampleInfo.get("draws", m)
+        draws = facts["sampling"]["draws"]
         subsets.append({"sample_size": m, "draws": draws, "subset_rows": rows, **facts})
         parts.append(subset.withColumn(BUDGET_COL, F.lit(m)))
     union = functools.reduce(DataFrame.unionByName, parts)
@@ -395,6 +396,7 @@ def write_and_verify(
     drawn_rows: int,
     out: AtomicOutput,
     started: float,
+    draws: int,
     subsets: list[Facts] | None = None,
 ) -> tuple[DataFrame, Facts]:
     """Stages subset/, clusters/ and model/, and reads the subset back to check it (each sample
@@ -407,7 +409,6 @@ def write_and_verify(
     written = read_table(spark, out.path("subset"), config.output_format)
     timings = {"write_seconds": 0.0, "total_seconds": 0.0}
     if subsets is None:
-        draws = model.lastSampleInfo.get("draws", config.sample_size)
         rows, weight_sum = check_written(written, config.id_col, drawn_rows, draws)
         facts: Facts = {"subset_rows": rows, "sum_of_weights": weight_sum, "timings": timings}
     else:
@@ -486,7 +487,15 @@ def run_select(spark: SparkSession, config: SelectConfig) -> Facts:
             subset, drawn_rows, drawn = draw_all(spark, config, model, df, job.output, round1, cleanup, run)
         with progress.stage(spark, "write", rows=drawn_rows):
             written, wrote = write_and_verify(
-                spark, config, model, subset, drawn_rows, job.output, started, drawn.pop("subsets", None)
+                spark,
+                config,
+                model,
+                subset,
+                drawn_rows,
+                job.output,
+                started,
+                drawn.get("sampling", {}).get("draws", 0),
+                drawn.pop("subsets", None),
             )
         provenance = {"versions": versions(spark), "created": utc_timestamp()}
         job.manifest = redact(assemble(run, read, fitted, drawn, wrote, provenance))

@@ -75,10 +75,10 @@ def draw_to_target(
     )
     model.set(model.strategy, config.strategy)
     drop = (config.vector_col,) if config.drop_vector else ()
-    subset = model.sample(
+    subset, info = model.sampleWithInfo(
         config.sample_size, seed=config.seed, dropColumns=drop, target=read_target(spark, config)
     )
-    found = model.lastSampleInfo["target"]
+    found = info["target"]
     log.info(
         "stage target: %d target rows in %d clusters, %d uncovered (%.1f%%), total variation from the "
         "input's shares %.3f, effective sample size %.0f, %d thin clusters",
@@ -91,5 +91,6 @@ def draw_to_target(
         "k_used": choice.k,
         "auto_reason": choice.reason,  # said whatever was requested: --target changes what a strategy does
         "target": {"path": config.target, "format": config.target_format, **found},
+        "sampling": {"draws": info["draws"]},
     }
     return subset, facts
