@@ -19,3 +19,6 @@ fi
 # torch first, pinned: the CPU build of 2.13.0 (an unpinned torch would pull a multi-GB CUDA build).
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[spark,connect,test,report,delta,iceberg,text,image,cnn${EXTRAS:+,$EXTRAS}]"
+# A class-data-sharing archive of the classes a select run loads, once per .venv: a fresh
+# spark-sensitivity process's JVM maps them instead of loading each again (docs/PERFORMANCE.md).
+[ -f .venv/share/spark-sensitivity/spark-classes.jsa ] || .venv/bin/python scripts/class_archive.py

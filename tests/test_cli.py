@@ -113,3 +113,40 @@ def test_credentials_are_redacted_from_manifest_and_output(spark, tmp_path, tabl
     options = json.loads(manifest_text)["parameters"]["input_options"]
     assert options == {"fs.s3a.secret.key": "***", "mergeSchema": "false"}
     assert pq.read_table(out / "subset")["count"].to_numpy().sum() == 10
+
+
+def test_spark_conf_reaches_the_jvm_this_process_launches():
+    # spark.driver.memory and spark.driver.extraJavaOptions are read only when the driver's JVM
+    # starts: given to the builder after the launch, the heap stayed at Spark's default of 1g.
+    import subprocess
+    import sys
+
+    code = (
+        "from spark_sensitivity.io.session import spark_session\n"
+        "conf = [('spark.driver.memory', '2g'),\n"
+        "        ('spark.driver.extraJavaOptions', '-Dspark_sensitivity.probe=launched')]\n"
+        "jvm = spark_session('probe', conf, quiet=True).sparkContext._jvm\n"
+        "print('HEAP', jvm.java.lang.Runtime.getRuntime().maxMemory())\n"
+        "print('PROBE', jvm.java.lang.System.getProperty('spark_sensitivity.probe'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line[:5] in ("HEAP ", "PROBE"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(lines["HEAP"]) > 1.5 * 2**30  # 2g asked for; the default would give under 1g
+    assert lines["PROBE"] == "launched"
+
+
+def test_a_launched_jvm_maps_the_class_archive_unless_told_otherwise(tmp_path, monkeypatch):
+    from spark_sensitivity.io import session
+
+    archive = tmp_path / "spark-classes.jsa"
+    monkeypatch.setattr(session, "CLASS_ARCHIVE", archive)
+    options = session.DRIVER_JAVA_OPTIONS
+    assert session._launch_conf([], quiet=False).get(options) is None  # no archive: nothing added
+    archive.write_bytes(b"archive")
+    user = [("spark.driver.memory", "3g"), (options, "-Dmine=1")]
+    launch = session._launch_conf(user, quiet=True)
+    assert launch.get(options) == f"-XX:SharedArchiveFile={archive} -Xlog:cds*=off -Dmine=1"
+    assert launch.get("spark.driver.memory") == "3g" and launch.get(session.PROGRESS_BARS) == "false"
+    for own in ("-Xshare:off", "-XX:SharedArchiveFile=/elsewhere.jsa", "-XX:ArchiveClassesAtExit=x.jsa"):
+        assert session._launch_conf([(options, own)], quiet=False).get(options) == own

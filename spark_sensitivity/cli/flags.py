@@ -139,7 +139,12 @@ def add_running(parser: argparse.ArgumentParser, verbose: bool = True) -> argpar
     """The 'running' group: --spark-conf, --quiet and (when ``verbose``) --verbose. Returned, so a
     command can add its own running flags to it."""
     run = parser.add_argument_group("running")
-    add_key_values(run, "--spark-conf", "a Spark setting for the session this command starts, repeatable")
+    add_key_values(
+        run,
+        "--spark-conf",
+        "a Spark setting for the session this command starts, repeatable; given to the driver's JVM "
+        "at its launch when this command starts one, so spark.driver.memory works",
+    )
     run.add_argument(
         "--remote",
         metavar="URL",

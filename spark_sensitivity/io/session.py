@@ -22,6 +22,13 @@ from pyspark.sql import SparkSession, is_remote
 from spark_sensitivity.core.runtime import has_jvm
 
 PROGRESS_BARS = "spark.ui.showConsoleProgress"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# A JVM class-data-sharing archive of the classes a select run loads (scripts/setup.sh dumps it):
+# a driver JVM this process launches maps them instead of loading and verifying each one again,
+# which took a quarter off a fresh process's time (docs/PERFORMANCE.md). A JVM or class path other
+# than the one it was dumped with only makes the JVM ignore it.
+CLASS_ARCHIVE = Path(sys.prefix) / "share" / "spark-sensitivity" / "spark-classes.jsa"
+_CDS_OPTIONS = ("-XX:SharedArchiveFile", "-XX:ArchiveClassesAtExit", "-Xshare")
 
 
 def spark_session(
@@ -70,7 +77,8 @@ def spark_session(
     _jvm_logs_to_file(launching and not verbose)
     # pyspark launches its JVM as a shell ("pyspark-shell"), and spark-submit turns progress bars on
     # for shells unless the launch itself says otherwise: a --conf at launch, not the builder, decides.
-    SparkContext._ensure_initialized(conf=_no_progress_bars() if quiet and launching else None)
+    # So do the driver's memory and JVM options: every --spark-conf goes to the launch too.
+    SparkContext._ensure_initialized(conf=_launch_conf(conf, quiet) if launching else None)
     submitted = SparkConf()
     defaults = {
         "spark.log.level": "INFO" if verbose else "ERROR" if quiet else "WARN",
@@ -95,6 +103,24 @@ def _no_progress_bars() -> Any:
     from pyspark import SparkConf
 
     return SparkConf(loadDefaults=False).set(PROGRESS_BARS, "false")
+
+
+def _launch_conf(conf: Sequence[tuple[str, str]], quiet: bool) -> Any:
+    """What the JVM this process starts is launched with (spark-submit's --conf): the user's settings,
+    which include those read only at launch (spark.driver.memory, spark.driver.extraJavaOptions), no
+    progress bars when quiet, and :data:`CLASS_ARCHIVE` when it exists and the user's JVM options
+    name no class-data-sharing archive of their own."""
+    from pyspark import SparkConf
+
+    launch = _no_progress_bars() if quiet else SparkConf(loadDefaults=False)
+    for key, value in conf:
+        launch.set(key, value)
+    options = launch.get(DRIVER_JAVA_OPTIONS, "")
+    if CLASS_ARCHIVE.is_file() and not any(option in options for option in _CDS_OPTIONS):
+        # Without the archive (another JVM or class path) the JVM runs as before: say nothing then.
+        sharing = f"-XX:SharedArchiveFile={CLASS_ARCHIVE} -Xlog:cds*=off"
+        launch.set(DRIVER_JAVA_OPTIONS, f"{sharing} {options}".strip())
+    return launch
 
 
 def _started(builder: SparkSession.Builder) -> SparkSession:
