@@ -80,6 +80,18 @@ def test_null_and_duplicated_ids(spark, tmp_path, capsys):
     assert "7 (3 rows)" in line and "9 (2 rows)" in line
 
 
+@pytest.mark.parametrize("strategy", ["sensitivity", "stratified"])
+def test_duplicated_ids_past_a_skipped_id_check_fail_at_the_write(spark, tmp_path, capsys, strategy):
+    # --skip-id-check trusts the ids; a duplicated id that gets drawn must still fail the run, with
+    # the id named, and publish nothing.
+    ids = [i // 2 for i in range(80)]  # every id twice, each time with another embedding
+    table = _table(tmp_path / "in", ids, _good_vectors(80))
+    code, out = _select(tmp_path, table, "--skip-id-check", "--strategy", strategy)
+    assert code == 2
+    assert _error_line(capsys).startswith("error: id column 'id' is not unique (e.g. ids ")
+    assert not out.exists()
+
+
 def test_invalid_embeddings_fail_or_are_skipped_and_counted(spark, tmp_path, capsys):
     vectors = _good_vectors(80)
     vectors[3] = None

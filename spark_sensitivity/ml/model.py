@@ -201,9 +201,9 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
         sensitivity), with weights whose sum(weight * f) / sum(weight) estimates the target's mean of
         f (``core.sampling.target``).
 
-        Also returns what the draw did: ``draws`` (always), the Poisson candidates and attempts of
-        i.i.d. draws, and with a target ``target``: coverage, divergence, effective sample size and
-        thin clusters.
+        Also returns what the draw did: ``draws`` (always), ``rows`` (the distinct picked rows,
+        without a target), the Poisson candidates and attempts of i.i.d. draws, and with a target
+        ``target``: coverage, divergence, effective sample size and thin clusters.
         """
         if target is not None:
             return self._sample_target(sampleSize, seed, dataset, dropColumns, target)
@@ -219,11 +219,16 @@ class SensitivitySamplerModel(Model, SensitivitySamplerParams, MLWritable, MLRea
             if strategy == strategies.SENSITIVITY:
                 scored = rows.assigned.withColumn(sample.HASH_COL, row_hash(id_col, seed))
                 draws = sample.draw(scored, rows.stats, sampleSize)
-                info = {"candidates": draws.candidates, "attempts": draws.attempts, "draws": sampleSize}
+                info = {
+                    "candidates": draws.candidates,
+                    "attempts": draws.attempts,
+                    "draws": sampleSize,
+                    "rows": draws.rows,
+                }
                 columns = draws.frame.drop(sample.HASH_COL)
             else:
                 picked = strategies.select(strategy, rows.assigned, rows.stats, sampleSize, seed, id_col)
-                info = {"draws": picked.draws}
+                info = {"draws": picked.draws, "rows": picked.draws}  # each picked row counts once
                 columns = picked.frame
         finally:
             rows.release()

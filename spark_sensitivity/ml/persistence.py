@@ -66,11 +66,12 @@ class ModelWriter(MLWriter):
         whitening = model.whiteningMatrix
         extra = {"fitInfo": model.fitInfo, "whitened": whitening is not None}
         DefaultParamsWriter.saveMetadata(model, path, self.sparkSession, extraMetadata=extra)
-        model.clustersFrame(self.sparkSession).repartition(1).write.parquet(f"{path}/data")
+        # coalesce, not repartition: k local rows need no shuffle (and no Spark job of their own).
+        model.clustersFrame(self.sparkSession).coalesce(1).write.parquet(f"{path}/data")
         if whitening is not None:
             rows = [(i, row.tolist()) for i, row in enumerate(whitening)]
             frame = self.sparkSession.createDataFrame(rows, "row int, values array<double>")
-            frame.repartition(1).write.parquet(f"{path}/{_WHITENING}")
+            frame.coalesce(1).write.parquet(f"{path}/{_WHITENING}")
 
 
 class ModelReader(MLReader[Any]):

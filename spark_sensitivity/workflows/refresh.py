@@ -68,7 +68,7 @@ def draw_new_stratum(scored: ScoredRows, draws: int, seed: int) -> sample.Draws:
     drawn = sample.draw(hashed, scored.stats, draws)
     joined = drawn.frame.drop(sample.HASH_COL).join(scored.rows, on=id_col, how="inner").persist()
     try:
-        if joined.count() != drawn.frame.count():
+        if joined.count() != drawn.rows:
             duplicated = scored.rows.groupBy(id_col).count().where("count > 1").limit(3).collect()
             examples = ", ".join(str(row[id_col]) for row in duplicated)
             raise ValueError(f"id column {id_col!r} of the new rows is not unique (e.g. ids {examples})")
@@ -77,7 +77,7 @@ def draw_new_stratum(scored: ScoredRows, draws: int, seed: int) -> sample.Draws:
         raise
     finally:
         drawn.frame.unpersist()
-    return sample.Draws(joined, drawn.candidates, drawn.attempts)
+    return sample.Draws(joined, drawn.candidates, drawn.attempts, drawn.rows)
 
 
 def merged_stats(old: score.ClusterStats, new: score.ClusterStats) -> score.ClusterStats:

@@ -324,10 +324,14 @@ def draw(
         drop = (config.vector_col,) if config.drop_vector else ()
         subset, info = model.sampleWithInfo(config.sample_size, seed=config.seed, dropColumns=drop)
         facts = {**strategy_facts(choice, run["strategy_requested"]), "sampling": info}
-    # Counted, then written: without this the join with the input (a scan of all rows) runs twice.
-    subset = subset.persist()
-    cleanup.callback(subset.unpersist)
-    drawn_rows = subset.count()
+    drawn_rows = facts.get("sampling", {}).get("rows")
+    if drawn_rows is None or pilot is not None:
+        # Counted (or read by the forecast), then written: persisted, so the join with the input
+        # (a scan of all rows) runs once. Otherwise the write is its only reader and the draw
+        # knows its rows: no job is spent counting them.
+        subset = subset.persist()
+        cleanup.callback(subset.unpersist)
+        drawn_rows = subset.count()
     if pilot is not None:
         facts["forecast"] = written_forecast(config, model, pilot, facts["strategy_used"], subset)
     sample_seconds = _seconds_since(tick)

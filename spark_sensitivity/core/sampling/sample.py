@@ -63,11 +63,12 @@ class Sensitivity(Protocol):
 
 @dataclass(frozen=True)
 class Draws:
-    """The drawn rows (persisted, at most m of them) and how they were obtained."""
+    """The drawn rows (persisted, at most m of them: ``rows``) and how they were obtained."""
 
     frame: DataFrame
     candidates: int
     attempts: int
+    rows: int
 
 
 def poisson_rate(m: int, attempt: int) -> float:
@@ -157,9 +158,9 @@ def draw(scored: DataFrame, scorer: Sensitivity, m: int) -> Draws:
         .withColumn(WEIGHT_COL, F.col(COUNT_COL) / (F.lit(float(m)) * F.col(PROBABILITY_COL)))
         .persist()
     )
-    frame.count()
+    rows = frame.count()  # materialised before the candidates it is computed from are freed
     candidates.unpersist()
-    return Draws(frame, total, attempt + 1)
+    return Draws(frame, total, attempt + 1, rows)
 
 
 def join_input(picked: DataFrame, rows: DataFrame, id_col: str, most_rows: int) -> DataFrame:

@@ -186,7 +186,7 @@ def draw_sensitivity(scored: DataFrame, stats: ClusterStats, fit: TargetFit, quo
     frame = drawn.frame.withColumn(WEIGHT_COL, F.col(WEIGHT_COL) * per_row).persist()
     frame.count()
     drawn.frame.unpersist()
-    return Draws(frame, drawn.candidates, drawn.attempts)
+    return Draws(frame, drawn.candidates, drawn.attempts, drawn.rows)
 
 
 def target_facts(
