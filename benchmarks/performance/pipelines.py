@@ -13,6 +13,11 @@ per run" also times :func:`sklearn` alone. Not run on its own.
    sensitivities and i.i.d. sampling in numpy, the subset written with pyarrow.
 4. ``faiss``: the same with faiss k-means (random init, fitted on 256 points per center, faiss's
    default) and a flat index for the assignment.
+5. ``faiss_streaming``: faiss as a careful single-machine user runs it on a table larger than
+   memory (docs/PERFORMANCE.md, "A table larger than memory"): one streamed pass keeps a hash-free
+   Bernoulli sample of about 256 rows per center, faiss fits it, a second streamed pass assigns every
+   row in batches, and only (id, cluster, cost) of all rows stay in memory; the subset is written
+   without embeddings (as ``select --drop-vector``).
 
 Every pipeline runs at most ``max_iter`` Lloyd iterations (MLlib's default, 20). The cost reported
 is the k-means cost over all rows, sum_i min_j ||x_i - c_j||^2, in float64: the project computes it
@@ -35,6 +40,7 @@ STAGES = {
     "naive": ("read", "kmeans", "assign_reduce", "sample", "write"),
     "sklearn": ("read", "kmeans", "assign_reduce", "sample", "write"),
     "faiss": ("read", "kmeans", "assign_reduce", "sample", "write"),
+    "faiss_streaming": ("read", "kmeans", "assign_reduce", "sample", "write"),
 }
 
 
@@ -183,20 +189,27 @@ def _sample_and_write(
     watch.lap("assign_reduce")
     drawn, counts = np.unique(np.random.default_rng(seed).choice(len(x), size=m, p=p), return_counts=True)
     watch.lap("sample")
-    dim = x.shape[1]
-    table = pa.table(
-        {
-            "id": ids[drawn],
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x[drawn].ravel()), dim),
-            "cluster_id": labels[drawn].astype(np.int32),
-            "count": counts.astype(np.int32),
-            "weight": counts / (m * p[drawn]),
-        }
-    )
-    Path(out).mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, Path(out) / "part-00000.parquet")
-    watch.lap("write")
+    embedding = pa.FixedSizeListArray.from_arrays(pa.array(x[drawn].ravel()), x.shape[1])
+    _write_subset(watch, out, ids, labels, drawn, counts, counts / (m * p[drawn]), embedding)
     return len(drawn)
+
+
+def _write_subset(
+    watch: Stopwatch,
+    out: str,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    drawn: np.ndarray,
+    counts: np.ndarray,
+    weights: np.ndarray,
+    embedding: pa.Array | None = None,
+) -> None:
+    """The drawn rows as one Parquet file (with their embeddings when given), timed as "write"."""
+    columns = {"id": ids[drawn], **({"embedding": embedding} if embedding is not None else {})}
+    columns.update(cluster_id=labels[drawn].astype(np.int32), count=counts.astype(np.int32), weight=weights)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), Path(out) / "part-00000.parquet")
+    watch.lap("write")
 
 
 def sklearn(data: str, out: str, k: int, m: int, seed: int, max_iter: int) -> dict[str, Any]:
@@ -241,4 +254,59 @@ def faiss(data: str, out: str, k: int, m: int, seed: int, max_iter: int) -> dict
         "fit_rows": min(len(x), 256 * k),
         "iterations": max_iter,
         "subset_rows": rows,
+    }
+
+
+def _batches(data: str, columns: list[str]) -> Any:
+    """The Parquet folder's record batches, file by file, never the whole table."""
+    for path in sorted(Path(data).glob("*.parquet")):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=65_536, columns=columns)
+
+
+def _batch_matrix(batch: pa.RecordBatch) -> np.ndarray:
+    vectors = batch.column(batch.schema.get_field_index("embedding"))
+    values = vectors.flatten().to_numpy().astype(np.float32, copy=False)
+    return values.reshape(len(vectors), -1)
+
+
+def faiss_streaming(data: str, out: str, k: int, m: int, seed: int, max_iter: int) -> dict[str, Any]:
+    import faiss as faiss_lib
+
+    watch = Stopwatch()
+    files = sorted(Path(data).glob("*.parquet"))
+    n = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    rng = np.random.default_rng(seed)
+    share = min(1.0, 256 * k / n)
+    sample = [x[rng.random(len(x)) < share] for x in map(_batch_matrix, _batches(data, ["embedding"]))]
+    x_fit = np.concatenate(sample)
+    del sample
+    watch.lap("read")
+    kmeans = faiss_lib.Kmeans(x_fit.shape[1], k, niter=max_iter, seed=seed)
+    kmeans.train(x_fit)
+    watch.lap("kmeans")
+    ids = np.empty(n, dtype=np.int64)
+    labels = np.empty(n, dtype=np.int64)
+    cost = np.empty(n, dtype=np.float64)
+    at = 0
+    for batch in _batches(data, ["id", "embedding"]):
+        distances, nearest = kmeans.index.search(_batch_matrix(batch), 1)
+        rows = slice(at, at + len(batch))
+        ids[rows] = batch.column(0).to_numpy()
+        labels[rows], cost[rows] = nearest[:, 0], np.maximum(distances[:, 0], 0)
+        at += len(batch)
+    sizes = np.bincount(labels, minlength=k)
+    p = cost / cost.sum() + 1.0 / sizes[labels]
+    p /= p.sum()
+    watch.lap("assign_reduce")
+    drawn, counts = np.unique(rng.choice(n, size=m, p=p), return_counts=True)
+    watch.lap("sample")
+    _write_subset(watch, out, ids, labels, drawn, counts, counts / (m * p[drawn]))
+    return {
+        "seconds": watch.total,
+        "stages": watch.stages,
+        # faiss's float32 squared distances summed in float64 (an exact recomputation is one more pass)
+        "kmeans_cost": float(cost.sum()),
+        "fit_rows": len(x_fit),
+        "iterations": max_iter,
+        "subset_rows": len(drawn),
     }
