@@ -25,7 +25,7 @@ PROGRESS_BARS = "spark.ui.showConsoleProgress"
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # A JVM class-data-sharing archive of the classes a select run loads (scripts/setup.sh dumps it):
 # a driver JVM this process launches maps them instead of loading and verifying each one again,
-# which took a quarter off a fresh process's time (docs/PERFORMANCE.md). A JVM or class path other
+# which took about a fifth off a fresh process's time (docs/PERFORMANCE.md). A JVM or class path other
 # than the one it was dumped with only makes the JVM ignore it.
 CLASS_ARCHIVE = Path(sys.prefix) / "share" / "spark-sensitivity" / "spark-classes.jsa"
 _CDS_OPTIONS = ("-XX:SharedArchiveFile", "-XX:ArchiveClassesAtExit", "-Xshare")

@@ -491,12 +491,19 @@ class Setup:
         return [app["id"] for app in (self.cluster.master_state() or {}).get("completedapps", [])]
 
 
-def failed_since(checks: Checks, start: int, what: str) -> None:
-    """Fails the test if a check recorded since ``start`` failed (or none was recorded)."""
+def failures_since(checks: Checks, start: int) -> list[str]:
+    """The checks recorded since ``start`` that failed ("no check ran" when none was recorded)."""
     rows = checks.rows[start:]
-    failed = [f"{row['step']}: {row['detail']}" for row in rows if not row["ok"]]
-    if failed or not rows:
-        pytest.fail(f"{what}: " + ("; ".join(failed) or "no check ran"), pytrace=False)
+    return [f"{row['step']}: {row['detail']}" for row in rows if not row["ok"]] or (
+        [] if rows else ["no check ran"]
+    )
+
+
+def set_up_succeeded(checks: Checks) -> None:
+    """Stops the module's tests before they start when a set-up check failed."""
+    problems = failures_since(checks, 0)
+    if problems:
+        pytest.fail("set-up: " + "; ".join(problems), pytrace=False)
 
 
 @contextlib.contextmanager
@@ -557,7 +564,7 @@ def airflow() -> Iterator[Setup]:
         with reported(checks):
             code, seconds, log = run_.airflow_cli("db-migrate", "db", "migrate")
             checks.step("airflow db migrate", code == 0, f"exit {code}", seconds)
-            failed_since(checks, 0, "set-up")
+            set_up_succeeded(checks)
             start = time.monotonic()
             cluster.start()
             checks.step(
@@ -571,7 +578,7 @@ def airflow() -> Iterator[Setup]:
             checks.step(
                 "the DAG file imports", code == 0 and "airflow_dag.py" not in log, f"exit {code}", seconds
             )
-        failed_since(checks, 0, "set-up")
+        set_up_succeeded(checks)
         yield Setup(run_, cluster, checks)
     finally:
         cluster.stop()
@@ -583,7 +590,8 @@ def test_select_days(airflow: Setup) -> None:
     start, before = len(airflow.checks.rows), airflow.completed_apps()
     with reported(airflow.checks):
         applications_check(airflow, before, select_days(airflow.run, airflow.checks))
-    failed_since(airflow.checks, start, "part select")
+    problems = failures_since(airflow.checks, start)
+    assert not problems, "part select: " + "; ".join(problems)
 
 
 def test_curation_days(airflow: Setup) -> None:
@@ -591,4 +599,5 @@ def test_curation_days(airflow: Setup) -> None:
     start, before = len(airflow.checks.rows), airflow.completed_apps()
     with reported(airflow.checks):
         applications_check(airflow, before, curation_days(airflow.run, airflow.checks))
-    failed_since(airflow.checks, start, "part curation")
+    problems = failures_since(airflow.checks, start)
+    assert not problems, "part curation: " + "; ".join(problems)
