@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-CONNECT_TESTS=(tests/test_estimator.py tests/test_job.py tests/test_lossaware.py tests/test_refresh.py
+CONNECT_TESTS=(tests/test_estimator.py tests/test_parquet_scan.py tests/test_job.py tests/test_lossaware.py tests/test_refresh.py
   tests/test_bad_input.py tests/test_determinism.py tests/test_sampling.py tests/test_progress.py
   tests/test_target.py)
 ruff check .

@@ -160,7 +160,8 @@ def test_the_assignment_kernel_loads_without_spark_or_torch():
     """Every assignment task unpickles these modules in a fresh Python worker: pyspark.ml (with
     pandas) would cost half a second per worker, torch seconds on a host without a GPU."""
     probe = (
-        "import sys, spark_sensitivity.core.kmeans.kernels, spark_sensitivity.core.kmeans.batches; "
+        "import sys, spark_sensitivity.core.kmeans.kernels, spark_sensitivity.core.kmeans.batches, "
+        "spark_sensitivity.io.parquet_scan; "
         "print(sorted(m for m in ('pyspark', 'torch', 'pandas') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -62,9 +62,18 @@ class Stopwatch:
 
 
 def project(
-    spark: Any, data: str, out: str, k: int, m: int, seed: int, max_iter: int, engine: str
+    spark: Any,
+    data: str,
+    out: str,
+    k: int,
+    m: int,
+    seed: int,
+    max_iter: int,
+    engine: str,
+    assign_reader: str = "auto",
 ) -> dict[str, Any]:
-    """The select job, its k-means fitted by ``engine`` (--fit-engine)."""
+    """The select job, its k-means fitted by ``engine`` (--fit-engine), every row assigned through
+    ``assign_reader`` (--assign-reader)."""
     from spark_sensitivity.settings import SelectConfig
     from spark_sensitivity.workflows.select import run_select
 
@@ -76,6 +85,7 @@ def project(
         seed=seed,
         max_iter=max_iter,
         fit_engine=engine,
+        assign_reader=assign_reader,
         overwrite=True,
         strategy="sensitivity",  # docs/PERFORMANCE.md's figures; select's default became auto
     )
@@ -95,6 +105,7 @@ def project(
         "fit_rows": manifest["kmeans_fit"]["fit_rows"],
         "iterations": manifest["kmeans_fit"]["kmeans_iterations"],
         "subset_rows": manifest["subset_rows"],
+        "assign_reader": manifest["kmeans_fit"]["assign_reader"],
     }
 
 

@@ -18,9 +18,12 @@ from pyspark.ml.util import (
 from pyspark.sql import DataFrame
 
 from spark_sensitivity.core.kmeans import cluster, torchkernel, whiten
+from spark_sensitivity.core.kmeans.batches import DirectScan
+from spark_sensitivity.io import parquet_scan
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 from spark_sensitivity.ml.persistence import ParamsWriter
+from spark_sensitivity.settings import SettingError
 
 
 class SensitivitySampler(
@@ -64,6 +67,13 @@ class SensitivitySampler(
         Where the nearest-center products run: "cuda" on a GPU through torch (the driver's fit and
         each assignment task), "cpu" in numpy, "auto" on a GPU wherever torch sees one. Either gives
         the same assignment.
+    assignReader : {"auto", "spark", "pyarrow"}, default "auto"
+        How the pass that assigns every row reads the embeddings. "pyarrow": the driver splits the
+        input's Parquet files as Spark would and each task reads its row groups with pyarrow, so the
+        embeddings never pass through the JVM; it needs the dataset to be a plain read of Parquet
+        files (no filter, limit or computed column on top; reader options that only choose files)
+        and no whitening. "spark": Spark's scan. "auto": pyarrow where it applies and the files are
+        on the local file system, spark otherwise. Either gives the same assignment.
     checkUniqueIds : bool, default True
         Check that ids are unique before fitting (one shuffle of the id column).
     onInvalid : {"fail", "skip"}, default "fail"
@@ -106,6 +116,7 @@ class SensitivitySampler(
         fitEngine: str | None = None,
         driverFitMaxMB: int | None = None,
         accelerator: str | None = None,
+        assignReader: str | None = None,
         onInvalid: str | None = None,
         checkUniqueIds: bool | None = None,
         strategy: str | None = None,
@@ -142,6 +153,7 @@ class SensitivitySampler(
             if self.getWhiten()
             else None
         )
+        scan, reader_reason = self._direct_scan(dataset, matrix is not None)
         gram_done = time.perf_counter()
         whitened = None if matrix is None else lambda sample: whiten.whitened_sample(sample, matrix)
         kmeans = cluster.fit(dataset, id_col, vector_col, self._kmeans_settings(), input_rows, whitened)
@@ -155,6 +167,7 @@ class SensitivitySampler(
             self.getOnInvalid(),
             self.getAccelerator(),
             matrix,
+            scan,
         )
         info = {
             "input_rows": input_rows,
@@ -165,6 +178,8 @@ class SensitivitySampler(
             "kmeans_iterations": kmeans.iterations,
             "kmeans_fit_cost": kmeans.training_cost,
             "invalid_rows": rows.invalid_rows,
+            "assign_reader": "spark" if scan is None else "pyarrow",
+            "assign_reader_reason": reader_reason,
             "kmeans_seconds": round(fitted - gram_done, 3),
             "assign_reduce_seconds": round(time.perf_counter() - fitted, 3),
         }
@@ -174,6 +189,33 @@ class SensitivitySampler(
         model = SensitivitySamplerModel.fromClusters(kmeans.centers, rows.stats, info, summary, matrix)
         self._copyValues(model)
         return model
+
+    def _direct_scan(self, dataset: DataFrame, whitened: bool) -> tuple[DirectScan | None, str]:
+        """The assignment pass's own read of the Parquet files (None: Spark's scan), and why."""
+        reader = self.getAssignReader()
+        if reader == "spark":
+            return None, "assignReader is spark"
+        columns = [self.getIdCol(), self.getFeaturesCol()]
+        why = "the embeddings are whitened first" if whitened else None
+        if why is None:
+            why = parquet_scan.why_not_direct(dataset, columns, any_scheme=reader == "pyarrow")
+        if why is not None:
+            if reader == "pyarrow":
+                raise SettingError(
+                    f"assignReader is pyarrow, which reads only a plain read of Parquet files; the input is not one: {why}",
+                    "assignReader",
+                )
+            return None, f"Spark's scan: {why}"
+        batch_rows = int(
+            dataset.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") or 10_000
+        )
+        try:
+            scan = parquet_scan.direct_scan(dataset, columns, batch_rows)
+        except OSError as error:
+            if reader == "pyarrow":
+                raise
+            return None, f"Spark's scan: pyarrow cannot list the files here ({error})"
+        return scan, f"the tasks read the Parquet files in {scan.parts} parts"
 
     def write(self) -> MLWriter:
         return ParamsWriter(self)

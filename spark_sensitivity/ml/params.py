@@ -62,6 +62,7 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
     fitEngine: Param[str] = _param("fitEngine")
     driverFitMaxMB: Param[int] = _param("driverFitMaxMB")
     accelerator: Param[str] = _param("accelerator")
+    assignReader: Param[str] = _param("assignReader")
     checkUniqueIds: Param[bool] = _param("checkUniqueIds")
     onInvalid: Param[str] = _param("onInvalid")
     strategy: Param[str] = _param("strategy")
@@ -100,6 +101,9 @@ class SensitivitySamplerParams(HasFeaturesCol, HasMaxIter, HasSeed, HasTol):
 
     def getAccelerator(self) -> str:
         return self.getOrDefault(self.accelerator)
+
+    def getAssignReader(self) -> str:
+        return self.getOrDefault(self.assignReader)
 
     def getOnInvalid(self) -> str:
         return self.getOrDefault(self.onInvalid)

@@ -10,6 +10,7 @@ modules that implement them import them from here.
 
 from spark_sensitivity.settings.choices import (
     ACCELERATORS,
+    ASSIGN_READERS,
     AUTO,
     AUTO_REPRESENTATIVES_MAX_M,
     CLUSTERING,
@@ -82,6 +83,7 @@ __all__ = [
     "EvaluateConfig",
     "EmbedConfig",
     "ACCELERATORS",
+    "ASSIGN_READERS",
     "AUTO",
     "AUTO_REPRESENTATIVES_MAX_M",
     "CLUSTERING",

@@ -46,6 +46,7 @@ AUTO_RULE_FROZEN = "2026-12-02"
 MODES = ("model-free", "loss-aware")
 ENGINES = ("auto", "driver", "executors", "mllib")
 ACCELERATORS = ("auto", "cpu", "cuda")
+ASSIGN_READERS = ("auto", "spark", "pyarrow")
 INIT_MODES = ("k-means||", "random")
 ON_INVALID = ("fail", "skip")
 REP_WEIGHTS = ("zero", "cluster")

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from spark_sensitivity.settings.choices import (
+    ASSIGN_READERS,
     AUTO,
     AUTO_REPRESENTATIVES_MAX_M,
     CLUSTERING,
@@ -54,6 +55,17 @@ class SelectConfig(InputFields, ClusteringFields, RunFields, DedupFields, Embedd
         group=INPUT,
         kind=dict,
         flag="--catalog-option",
+    )
+    assign_reader: str = setting(
+        "auto",
+        "how the pass that assigns every row reads the embeddings: pyarrow = each task reads its "
+        "share of the Parquet files itself, so the embeddings never pass through the JVM; spark = "
+        "Spark's scan; auto = pyarrow when the input is a plain read of Parquet files on the local "
+        "file system (no filter, no computed column, no whitening), spark otherwise; either gives "
+        "the same assignment",
+        group=CLUSTERING,
+        choices=ASSIGN_READERS,
+        param="assignReader",
     )
     sample_size: int | tuple[int, ...] = setting(
         help="m, the number of rows to pick: exact draws with replacement for sensitivity (a row drawn "

@@ -255,12 +255,14 @@ def fit(
         timings["kmeans_seconds"],
     )
     log.info(
-        "stage assign+reduce: %d rows in %d clusters (%d invalid rows skipped), cost %.6g, %.1f s",
+        "stage assign+reduce: %d rows in %d clusters (%d invalid rows skipped), cost %.6g, %.1f s; read by %s (%s)",
         stats.n,
         stats.nonempty,
         info["invalid_rows"],
         stats.total_cost,
         timings["assign_reduce_seconds"],
+        info["assign_reader"],
+        info["assign_reader_reason"],
     )
     return model, {
         "n": info.pop("input_rows"),

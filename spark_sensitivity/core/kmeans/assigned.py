@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_sensitivity.core.kmeans import cluster
+from spark_sensitivity.core.kmeans.batches import DirectScan
 from spark_sensitivity.core.sampling import score
 
 
@@ -97,12 +98,20 @@ def assign_rows(
     z: int,
     on_invalid: str,
     accelerator: str = "auto",
+    scan: DirectScan | None = None,
 ) -> AssignedRows:
     """One assignment pass (persisted) and one reduce: every row's nearest center and cost, the
     clusters' statistics, and the invalid rows left out, or a ValueError for them when
-    ``on_invalid`` is 'fail'. Only the id travels with the assignment, never the embedding."""
+    ``on_invalid`` is 'fail'. Only the id travels with the assignment, never the embedding.
+    ``scan``: the id and embedding columns of ``rows`` read by the tasks themselves."""
     cache = cluster.assign(
-        rows.select(id_col, vector_col), vector_col, centers, z, keep_vector=False, accelerator=accelerator
+        rows.select(id_col, vector_col),
+        vector_col,
+        centers,
+        z,
+        keep_vector=False,
+        accelerator=accelerator,
+        scan=scan,
     ).persist()
     found = score.cluster_stats(cache, len(centers))
     try:

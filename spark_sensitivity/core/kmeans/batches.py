@@ -1,4 +1,4 @@
-"""Arrow record batches to numpy matrices.
+"""Arrow record batches to numpy matrices, and where a pass reads its batches from.
 
 Imports neither Spark nor pyspark.ml, so a Python worker that unpickles an assignment task loads it
 in milliseconds.
@@ -6,8 +6,16 @@ in milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
 
 def batch_matrix(values: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,3 +42,16 @@ def batch_matrix(values: pa.Array, dim: int) -> tuple[np.ndarray, np.ndarray]:
         matrix = matrix.copy()
         matrix[~finite] = 0.0
     return matrix, valid & finite
+
+
+@dataclass(frozen=True)
+class DirectScan:
+    """A pass's input read by its Python tasks themselves, not scanned by Spark: ``tasks`` is the
+    DataFrame the pass maps over (one row per part of the input), ``read`` turns the task rows a
+    partition gets into the input's Arrow batches (picklable: it travels to every task), ``schema``
+    is the Spark schema of those batches, ``parts`` how many parts there are."""
+
+    tasks: DataFrame
+    read: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+    schema: StructType
+    parts: int

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 from spark_sensitivity.core.kmeans import distkmeans, kernels, localkmeans, torchkernel
-from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.batches import DirectScan, batch_matrix
 from spark_sensitivity.core.runtime import has_jvm
 from spark_sensitivity.core.sampling import rowrandom
 from spark_sensitivity.core.vectors import vector_values
@@ -343,6 +343,7 @@ def assign(
     derived: DerivedColumns | None = None,
     keep_vector: bool = True,
     accelerator: str = "auto",
+    scan: DirectScan | None = None,
 ) -> DataFrame:
     """``df`` plus ``cluster_id`` and ``cost`` (null where the embedding is invalid), in one pass.
 
@@ -350,10 +351,17 @@ def assign(
     through untouched. ``derived`` adds columns computed from the assignment in the same pass.
     ``keep_vector=False`` leaves the embedding out of the result, so it never travels back from
     Python to the JVM. ``accelerator`` (auto|cpu|cuda) is resolved in each task, on its executor.
+    ``scan``, when given, is ``df``'s rows read by the tasks themselves (its schema is ``df``'s), so
+    the embeddings never pass through the JVM at all.
     """
     dim = centers.shape[1]
     values = vector_values(df, vector_col)  # checks the column's type
-    if isinstance(df.schema[vector_col].dataType, ArrayType):
+    read: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]] = iter
+    if scan is not None:
+        if not isinstance(df.schema[vector_col].dataType, ArrayType) or scan.schema != df.schema:
+            raise ValueError("a direct scan reads array embeddings of the DataFrame's own schema")
+        work, source, read = scan.tasks, vector_col, scan.read
+    elif isinstance(df.schema[vector_col].dataType, ArrayType):
         work, source = df, vector_col  # read in place: Arrow carries the embedding once
     else:
         work, source = df.withColumn(_VECTOR_TMP, values), _VECTOR_TMP
@@ -366,7 +374,7 @@ def assign(
 
     def annotate(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         nearest = kernels.nearest_function(centers, accelerator)
-        for batch in batches:
+        for batch in read(batches):
             matrix, valid = batch_matrix(batch.column(source), dim)
             assignment, cost = kernels.nearest_centers(matrix, centers, z, nearest)
             invalid = ~valid

@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
 from spark_sensitivity.core.kmeans.assigned import AssignedRows, assign_rows
-from spark_sensitivity.core.kmeans.batches import batch_matrix
+from spark_sensitivity.core.kmeans.batches import DirectScan, batch_matrix
 from spark_sensitivity.core.vectors import vector_values
 
 _VALUES_TMP = "__ss_whiten_values"
@@ -221,10 +221,14 @@ def assign_whitened(
     on_invalid: str,
     accelerator: str,
     matrix: np.ndarray | None,
+    scan: DirectScan | None = None,
 ) -> AssignedRows:
     """:func:`assigned.assign_rows` on the whitened embeddings (when ``matrix`` is given); the
-    result's ``rows`` are the original ones, so the subset keeps the original embeddings."""
+    result's ``rows`` are the original ones, so the subset keeps the original embeddings. ``scan``
+    (the rows read by the tasks themselves) serves unwhitened runs only."""
     if matrix is None:
-        return assign_rows(rows, id_col, vector_col, centers, z, on_invalid, accelerator)
+        return assign_rows(rows, id_col, vector_col, centers, z, on_invalid, accelerator, scan)
+    if scan is not None:
+        raise ValueError("a direct scan reads unwhitened embeddings only")
     work = whitened(rows.select(id_col, vector_col), vector_col, matrix)
     return replace(assign_rows(work, id_col, vector_col, centers, z, on_invalid, accelerator), rows=rows)
