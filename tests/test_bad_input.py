@@ -146,6 +146,19 @@ def test_unreadable_and_corrupt_input(spark, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_folder_named_with_glob_characters_is_named_with_its_escape(spark, tmp_path, capsys):
+    table = _table(tmp_path / "lake" / "in [2026]", list(range(40)), _good_vectors(40))
+    code, out = _select(tmp_path, table)
+    assert code != 0
+    escaped = str(table).replace("[", "\\[").replace("]", "\\]")
+    line = _error_line(capsys)
+    assert "Spark reads --input as a glob pattern, in which [ ] are special" in line
+    assert line.endswith(f"escape each with a backslash: {escaped}")
+    assert not out.exists()
+    code, out = _select(tmp_path, escaped)
+    assert code == 0 and (out / "manifest.json").exists()
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -7,7 +7,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, StructType, UserDefinedType
 
-from spark_sensitivity.io.files import glob_escape
+from spark_sensitivity.io.files import GLOB_CHARS, glob_escape
 from spark_sensitivity.settings import INPUT_FORMATS
 
 
@@ -44,6 +44,15 @@ def read_input(
         if error.getCondition() == "UNABLE_TO_INFER_SCHEMA":
             raise ValueError(
                 f"input {source} holds no {fmt} data files ({_why_no_files(options)})"
+            ) from error
+        special = sorted(set(GLOB_CHARS) & set(source))
+        if error.getCondition() == "PATH_NOT_FOUND" and special and "\\" not in special:
+            # Spark reads the input path as a glob pattern (date=2026-*/ is a feature), so a folder
+            # literally named "[2026]" is not found by its own name.
+            raise ValueError(
+                f"input {source} does not exist; Spark reads --input as a glob pattern, in which "
+                f"{' '.join(special)} are special: to read a path that holds them literally, escape "
+                f"each with a backslash: {glob_escape(source)}"
             ) from error
         raise
 

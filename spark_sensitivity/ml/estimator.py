@@ -215,7 +215,8 @@ class SensitivitySampler(
             if reader == "pyarrow":
                 raise
             return None, f"Spark's scan: pyarrow cannot list the files here ({error})"
-        return scan, f"the tasks read the Parquet files in {scan.parts} parts"
+        parts = f"{scan.parts} part" + ("" if scan.parts == 1 else "s")
+        return scan, f"the tasks read the Parquet files in {parts}"
 
     def write(self) -> MLWriter:
         return ParamsWriter(self)
