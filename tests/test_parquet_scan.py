@@ -38,8 +38,9 @@ def escaped(path) -> str:
 
 @pytest.fixture(scope="module")
 def table_384(tmp_path_factory):
-    """3,000 rows x 384 in a folder whose name has a space and '[': three files of 64-row groups."""
-    folder = tmp_path_factory.mktemp("scan") / "lake [2026] x"
+    """3,000 rows x 384 in a folder named with a space, "[", "%", "#" and an accent (which Hadoop
+    leaves unescaped in file URIs): three files of 64-row groups."""
+    folder = tmp_path_factory.mktemp("scan") / "lake [2026] %41 #é"
     points, _ = blobs(3000, 384, 12, seed=5)
     write_files(folder, points, files=3, row_group_rows=64)
     return folder
@@ -122,6 +123,23 @@ def test_other_inputs_and_whitening_go_through_spark(spark, table_384, tmp_path)
     df.write.json(str(tmp_path / "json"))
     as_json = spark.read.schema(df.schema).json(str(tmp_path / "json"))
     assert SensitivitySampler(k=4).fit(as_json).fitInfo["assign_reader"] == "spark"
+
+
+def test_string_ids_are_read_directly_and_timestamp_ids_by_spark(spark, tmp_path):
+    points, _ = blobs(600, 8, 3, seed=2)
+    frame = spark.createDataFrame(
+        [(f"row-{i}", i, [float(x) for x in p]) for i, p in enumerate(points)],
+        "key string, n long, embedding array<float>",
+    )
+    frame.write.parquet(str(tmp_path / "strings"))
+    strings = spark.read.parquet(str(tmp_path / "strings"))
+    by_spark = SensitivitySampler(k=3, idCol="key", seed=1, assignReader="spark").fit(strings)
+    direct = SensitivitySampler(k=3, idCol="key", seed=1).fit(strings)
+    assert direct.fitInfo["assign_reader"] == "pyarrow"
+    assert sorted(direct.summary.assignments.collect()) == sorted(by_spark.summary.assignments.collect())
+    frame.selectExpr("timestamp_seconds(n) AS t", "embedding").write.parquet(str(tmp_path / "times"))
+    times = SensitivitySampler(k=3, idCol="t").fit(spark.read.parquet(str(tmp_path / "times")))
+    assert "id column t is a timestamp" in times.fitInfo["assign_reader_reason"]
 
 
 @pytest.mark.skipif(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -42,6 +42,8 @@ FILE_CHOICE_OPTIONS = frozenset(
 # Schemes whose files every executor's pyarrow opens as Spark does; auto leaves object stores
 # (s3a, abfss, gs) to Spark, whose credentials pyarrow does not see.
 LOCAL_SCHEMES = frozenset({"file"})
+# Id types that pyarrow and Spark read from Parquet to the same values.
+EXACT_ID_TYPES = frozenset({"byte", "short", "integer", "long", "string", "binary"})
 _PARQUET_RELATION = "org.apache.spark.sql.execution.datasources.LogicalRelation"
 
 
@@ -151,14 +153,21 @@ def split_bytes(total: int, files: int, parallelism: int, max_partition: int, op
 
 # Hadoop's names for the object stores pyarrow opens under another scheme.
 _PYARROW_SCHEMES = {"s3a": "s3", "s3n": "s3"}
+# What a URI keeps as it is when its other characters are percent-encoded (existing escapes too).
+_URI_SAFE = ":/?#[]@!$&'()*+,;=%~"
 
 
 def file_system(uri: str) -> tuple[pafs.FileSystem, str]:
-    """pyarrow's file system for a file as Spark lists it, and the file's path in it."""
-    scheme, _, rest = uri.partition("://")
-    return pafs.FileSystem.from_uri(
-        f"{_PYARROW_SCHEMES.get(scheme.lower(), scheme)}://{rest}" if rest else uri
-    )
+    """pyarrow's file system for a file as Spark lists it, and the file's path in it. Hadoop leaves
+    characters outside ASCII unescaped in the URI, which pyarrow's URI parser refuses: a local
+    file's path is decoded here, another URI gets them percent-encoded."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("", "file"):
+        return pafs.LocalFileSystem(), unquote(parts.path) if scheme else uri
+    rest = uri.partition("://")[2]
+    encoded = quote(f"{_PYARROW_SCHEMES.get(scheme, scheme)}://{rest}", safe=_URI_SAFE)
+    return pafs.FileSystem.from_uri(encoded)
 
 
 def file_sizes(uris: Sequence[str]) -> list[tuple[str, int]]:
@@ -182,12 +191,17 @@ def file_sizes(uris: Sequence[str]) -> list[tuple[str, int]]:
 def why_not_direct(df: DataFrame, columns: Sequence[str], any_scheme: bool) -> str | None:
     """None when the tasks can read ``columns`` of ``df`` from its files and get exactly its rows:
     a plain read of Parquet files, with no filter, limit, join or computed column on top, with
-    reader options that only choose files; else why not, in a few words."""
+    reader options that only choose files, and columns whose values pyarrow and Spark read alike
+    (``columns[0]`` the id); else why not, in a few words."""
     from spark_sensitivity.core.runtime import has_jvm
 
     why = _why_not_plain_classic(df, columns) if has_jvm(df.sparkSession) else _why_not_plain_connect(df)
     if why is not None:
         return why
+    id_type = df.schema[columns[0]].dataType.typeName()
+    if id_type not in EXACT_ID_TYPES:
+        # Timestamps (INT96, calendar rebasing) and decimals are read by rules pyarrow may not share.
+        return f"its id column {columns[0]} is a {id_type}"
     files = df.inputFiles()
     if not files:
         return "it lists no files"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.util import (
@@ -71,7 +72,8 @@ class SensitivitySampler(
         How the pass that assigns every row reads the embeddings. "pyarrow": the driver splits the
         input's Parquet files as Spark would and each task reads its row groups with pyarrow, so the
         embeddings never pass through the JVM; it needs the dataset to be a plain read of Parquet
-        files (no filter, limit or computed column on top; reader options that only choose files)
+        files (no filter, limit or computed column on top; reader options that only choose files; an
+        integer, string or binary id)
         and no whitening. "spark": Spark's scan. "auto": pyarrow where it applies and the files are
         on the local file system, spark otherwise. Either gives the same assignment.
     checkUniqueIds : bool, default True
@@ -211,7 +213,7 @@ class SensitivitySampler(
         )
         try:
             scan = parquet_scan.direct_scan(dataset, columns, batch_rows)
-        except OSError as error:
+        except (OSError, pa.ArrowException) as error:
             if reader == "pyarrow":
                 raise
             return None, f"Spark's scan: pyarrow cannot list the files here ({error})"
