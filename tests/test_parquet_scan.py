@@ -188,11 +188,30 @@ def test_a_file_without_the_id_column_is_named(tmp_path):
         list(reader(iter([pa.record_batch([pa.array([0])], ["i"])])))
 
 
-def test_a_column_missing_from_one_file_reads_as_null():
+def test_a_column_missing_from_one_file_reads_as_null_and_names_match_as_sparks_do(tmp_path):
     batch = pa.record_batch([pa.array([1, 2])], ["id"])
     schema = pa.schema([("id", pa.int32()), ("embedding", pa.list_(pa.float32()))])
-    out = parquet_scan.conformed(batch, schema)
+    out = parquet_scan.conformed(batch, schema, {"id": "id"})
     assert out.schema == schema and out.column(1).null_count == 2
+    # A file whose embedding column is spelled "Embedding": Spark (case-insensitive by default)
+    # reads it, and so does the task; case-sensitive, both leave it null.
+    pq.write_table(pa.table({"id": [7], "Embedding": pa.array([[1.0, 2.0]])}), tmp_path / "a.parquet")
+    split = parquet_scan.Split((tmp_path / "a.parquet").as_uri(), 0, 10**9)
+    task = iter([pa.record_batch([pa.array([0])], ["i"])])
+    [read] = list(parquet_scan.ParquetParts(((split,),), schema, 10, ("id",))(task))
+    assert read.column(1).to_pylist() == [[1.0, 2.0]]
+    task = iter([pa.record_batch([pa.array([0])], ["i"])])
+    [read] = list(parquet_scan.ParquetParts(((split,),), schema, 10, ("id",), case_sensitive=True)(task))
+    assert read.column(1).null_count == 1
+
+
+def test_ignoring_corrupt_or_missing_files_keeps_sparks_scan(spark, table_384):
+    spark.conf.set("spark.sql.files.ignoreCorruptFiles", "true")
+    try:
+        model = SensitivitySampler(k=4).fit(spark.read.parquet(escaped(table_384)))
+    finally:
+        spark.conf.unset("spark.sql.files.ignoreCorruptFiles")
+    assert "ignoreCorruptFiles" in model.fitInfo["assign_reader_reason"]
 
 
 def test_cli_records_the_reader(spark, tmp_path, table_384):

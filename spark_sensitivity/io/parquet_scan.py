@@ -65,6 +65,7 @@ class ParquetParts:
     schema: pa.Schema
     batch_rows: int
     required: tuple[str, ...]
+    case_sensitive: bool = False  # spark.sql.caseSensitive: how Spark matches a file's column names
 
     def __call__(self, tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in tasks:
@@ -83,31 +84,38 @@ class ParquetParts:
             ]
             if not groups:
                 return
-            names = set(parquet.schema_arrow.names)
+            found = self._names_in_file(parquet.schema_arrow.names)
             for name in self.required:
-                if name not in names:
+                if name not in found:
                     # A partition column lives in the folder names, not in the file.
                     raise ValueError(
                         f"column {name!r} is not in the Parquet file {split.uri}; read the input through "
                         "Spark with --assign-reader spark (assignReader='spark')"
                     )
-            present = [field.name for field in self.schema if field.name in names]
             for batch in parquet.iter_batches(
-                batch_size=self.batch_rows, row_groups=groups, columns=present, use_threads=False
+                batch_size=self.batch_rows, row_groups=groups, columns=list(found.values()), use_threads=False
             ):
-                yield conformed(batch, self.schema)
+                yield conformed(batch, self.schema, found)
+
+    def _names_in_file(self, names: Sequence[str]) -> dict[str, str]:
+        """Each wanted column's name in one file, matched as Spark matches them."""
+        if self.case_sensitive:
+            return {field.name: field.name for field in self.schema if field.name in names}
+        lowered = {name.lower(): name for name in names}
+        return {
+            field.name: lowered[field.name.lower()] for field in self.schema if field.name.lower() in lowered
+        }
 
 
-def conformed(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` with the columns and types of ``schema``: a column one file lacks is null, as
-    Spark reads it under a merged schema."""
+def conformed(batch: pa.RecordBatch, schema: pa.Schema, names: dict[str, str]) -> pa.RecordBatch:
+    """``batch`` with the columns and types of ``schema`` (``names``: each one's name in the batch):
+    a column one file lacks is null, as Spark reads it under a merged schema."""
     columns = []
     for field in schema:
-        index = batch.schema.get_field_index(field.name)
-        if index < 0:
+        if field.name not in names:
             columns.append(pa.nulls(batch.num_rows, field.type))
         else:
-            columns.append(batch.column(index).cast(field.type))
+            columns.append(batch.column(names[field.name]).cast(field.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
@@ -198,6 +206,10 @@ def why_not_direct(df: DataFrame, columns: Sequence[str], any_scheme: bool) -> s
     why = _why_not_plain_classic(df, columns) if has_jvm(df.sparkSession) else _why_not_plain_connect(df)
     if why is not None:
         return why
+    conf = df.sparkSession.conf
+    for key in ("spark.sql.files.ignoreCorruptFiles", "spark.sql.files.ignoreMissingFiles"):
+        if (conf.get(key, "false") or "false").lower() == "true":
+            return f"{key} is set, and a task that reads a file itself cannot skip it as Spark would"
     id_type = df.schema[columns[0]].dataType.typeName()
     if id_type not in EXACT_ID_TYPES:
         # Timestamps (INT96, calendar rebasing) and decimals are read by rules pyarrow may not share.
@@ -282,8 +294,9 @@ def direct_scan(df: DataFrame, columns: Sequence[str], batch_rows: int) -> Direc
     split = split_bytes(total, len(files), _parallelism(spark), max_partition, open_cost)
     parts = plan_parts(files, split, open_cost)
     schema = to_arrow_schema(selected.schema, timezone="UTC")
+    case_sensitive = (conf.get("spark.sql.caseSensitive", "false") or "false").lower() == "true"
     reader = ParquetParts(
-        tuple(tuple(part) for part in parts), schema, batch_rows, required=(selected.columns[0],)
+        tuple(tuple(part) for part in parts), schema, batch_rows, (selected.columns[0],), case_sensitive
     )
     tasks = spark.range(len(parts), numPartitions=max(len(parts), 1))
     return DirectScan(tasks, reader, selected.schema, len(parts))
