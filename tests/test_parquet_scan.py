@@ -237,3 +237,15 @@ def test_cli_refuses_pyarrow_for_another_format(spark, tmp_path, table_384, caps
     assert main([*flags, "--k", "6", "--sample-size", "50", "--assign-reader", "pyarrow", "--quiet"]) != 0
     assert "--assign-reader is pyarrow" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_dry_run_names_the_reader(spark, tmp_path, table_384, capsys):
+    flags = ["select", "--input", escaped(table_384), "--output", str(tmp_path / "o"), "--dry-run"]
+    assert main([*flags, "--sample-size", "50"]) == 0
+    [assign] = [stage for stage in json.loads(capsys.readouterr().out)["stages"] if "assign" in stage]
+    assert "the tasks read the Parquet files with pyarrow" in assign
+    assert main([*flags, "--sample-size", "50", "--whiten"]) == 0
+    [assign] = [stage for stage in json.loads(capsys.readouterr().out)["stages"] if "assign" in stage]
+    assert "Spark's scan: the embeddings are whitened first" in assign
+    assert main([*flags, "--sample-size", "50", "--whiten", "--assign-reader", "pyarrow"]) != 0
+    assert "--assign-reader is pyarrow" in capsys.readouterr().err

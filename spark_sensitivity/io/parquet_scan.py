@@ -196,6 +196,25 @@ def file_sizes(uris: Sequence[str]) -> list[tuple[str, int]]:
     return [(uri, sizes[uri]) for uri in uris]
 
 
+def why_spark_reads(df: DataFrame, columns: Sequence[str], requested: str, whitened: bool) -> str | None:
+    """Why the assignment pass reads ``df`` through Spark's scan under the reader ``requested``
+    (auto, spark or pyarrow), or None when its tasks read the files themselves. A SettingError
+    when pyarrow is asked for and cannot read exactly ``df``'s rows."""
+    from spark_sensitivity.settings import SettingError
+
+    if requested == "spark":
+        return "assignReader is spark"
+    why = "the embeddings are whitened first" if whitened else None
+    if why is None:
+        why = why_not_direct(df, columns, any_scheme=requested == "pyarrow")
+    if why is not None and requested == "pyarrow":
+        raise SettingError(
+            f"assignReader is pyarrow, which reads only a plain read of Parquet files; the input is not one: {why}",
+            "assignReader",
+        )
+    return None if why is None else f"Spark's scan: {why}"
+
+
 def why_not_direct(df: DataFrame, columns: Sequence[str], any_scheme: bool) -> str | None:
     """None when the tasks can read ``columns`` of ``df`` from its files and get exactly its rows:
     a plain read of Parquet files, with no filter, limit, join or computed column on top, with

@@ -24,7 +24,6 @@ from spark_sensitivity.io import parquet_scan
 from spark_sensitivity.ml.model import SensitivitySamplerModel, SensitivitySamplerSummary
 from spark_sensitivity.ml.params import SensitivitySamplerParams
 from spark_sensitivity.ml.persistence import ParamsWriter
-from spark_sensitivity.settings import SettingError
 
 
 class SensitivitySampler(
@@ -195,19 +194,10 @@ class SensitivitySampler(
     def _direct_scan(self, dataset: DataFrame, whitened: bool) -> tuple[DirectScan | None, str]:
         """The assignment pass's own read of the Parquet files (None: Spark's scan), and why."""
         reader = self.getAssignReader()
-        if reader == "spark":
-            return None, "assignReader is spark"
         columns = [self.getIdCol(), self.getFeaturesCol()]
-        why = "the embeddings are whitened first" if whitened else None
-        if why is None:
-            why = parquet_scan.why_not_direct(dataset, columns, any_scheme=reader == "pyarrow")
+        why = parquet_scan.why_spark_reads(dataset, columns, reader, whitened)
         if why is not None:
-            if reader == "pyarrow":
-                raise SettingError(
-                    f"assignReader is pyarrow, which reads only a plain read of Parquet files; the input is not one: {why}",
-                    "assignReader",
-                )
-            return None, f"Spark's scan: {why}"
+            return None, why
         batch_rows = int(
             dataset.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch") or 10_000
         )

@@ -18,6 +18,7 @@ from spark_sensitivity.core.kmeans.cluster import (
 from spark_sensitivity.core.kmeans.localkmeans import SCORE_BLOCK_ELEMENTS
 from spark_sensitivity.core.sampling import strategies
 from spark_sensitivity.core.vectors import vector_values
+from spark_sensitivity.io.parquet_scan import why_spark_reads
 from spark_sensitivity.io.publish import AtomicOutput
 from spark_sensitivity.io.redaction import redact
 from spark_sensitivity.io.runs import resolve_output
@@ -120,6 +121,9 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
         "executors": "seeded on the driver, Lloyd iterations on the executors",
         "mllib": "MLlib block solver (distributed)",
     }[engine]
+    columns = [config.id_col, config.vector_col]
+    why_spark = why_spark_reads(df, columns, config.assign_reader, config.whiten)
+    reader = "the tasks read the Parquet files with pyarrow" if why_spark is None else why_spark
     exists = AtomicOutput(spark, config.output, config.overwrite).exists()
     return redact(
         {
@@ -140,7 +144,8 @@ def plan_select(spark: SparkSession, config: SelectConfig) -> dict[str, Any]:
                 f"k-means: {where} on a {fraction:.4g} sample (about {fit_rows} rows, "
                 f"{fit_rows * d * 4 / 2**20:.0f} MiB as float32), "
                 f"at most {config.max_iter} iterations",
-                f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow), then {k} cluster statistics",
+                f"assign + reduce: nearest of {k} centers for all {n} rows (mapInArrow; {reader}), "
+                f"then {k} cluster statistics",
                 *(_sample_stage(_planned_for(config.strategy, k, one), k, one) for one in budgets),
                 *(
                     [
