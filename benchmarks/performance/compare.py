@@ -307,7 +307,7 @@ def main() -> None:
     from benchmarks.performance import report
 
     started = time.perf_counter()
-    keys = ("rows", "dim", "k", "sample_size", "max_iter", "seed", "repeats", "once", "engines")
+    keys = ("rows", "dim", "k", "sample_size", "max_iter", "seed", "repeats", "once", "engines", "pipelines")
     keys += ("local_threads", "faiss_threads", "scale_engine", "scale_repeats")
     settings = {key: getattr(args, key) for key in keys} | {"components": args.components or args.k}
     results: dict[str, Any] = {"settings": settings, "versions": versions(), "load_start": load()}

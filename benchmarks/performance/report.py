@@ -252,6 +252,13 @@ def text(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _against_naive(p: dict) -> str:
+    """The cost and time columns against the naive pipeline, or why they are empty."""
+    if "naive_over_this" not in p:
+        return "naive not run | naive not run"
+    return f"{p['cost_vs_naive']:+.2%} | {p['naive_over_this']:.2f}"
+
+
 def _seconds(value: float) -> str:
     return f"{value:,.1f}"
 
@@ -264,11 +271,15 @@ def markdown(results: dict, summary: dict) -> str:
     projection), each part a few lines appended in the order the page shows them; split into
     functions it would read as the same list of appends, spread out.
     """
+    from benchmarks.performance.compare import PIPELINES
+
     s, v = results["settings"], results["versions"]
     command = (
         f"python -m benchmarks.performance.compare --rows {s['rows']} --dim {s['dim']} --k {s['k']} --sample-size "
         f"{s['sample_size']} --repeats {s['repeats']} --once {s['once']} --engines {s['engines']}"
     )
+    if s.get("pipelines", ",".join(PIPELINES)) != ",".join(PIPELINES):
+        command += f" --pipelines {s['pipelines']}"
     lines = [
         f"Measured {dt.date.today():%Y-%m-%d} with `{command}` ({results['benchmark_seconds'] / 60:.0f} min in all):",
         f"{s['rows']:,} rows x {s['dim']} float32, a {s['components']}-component imbalanced Gaussian mixture, "
@@ -286,7 +297,7 @@ def markdown(results: dict, summary: dict) -> str:
             f"| {key} | {_seconds(p['seconds'])} | {', '.join(_seconds(x) for x in p['all_seconds'])} | "
             f"{p['fit_rows']:,} | {p['iterations']} | {p['kmeans_cost']:.6g} | "
             f"{', '.join(f'{c:.4g}' for c in p['all_costs'])} | "
-            f"{p.get('cost_vs_naive', float('nan')):+.2%} | {p.get('naive_over_this', float('nan')):.2f} | "
+            f"{_against_naive(p)} | "
             f"{p.get('this_over_faiss', float('nan')):.2f} | {p['load'][0]}-{p['load'][1]} |"
         )
     lines += ["", "Stages, median seconds:", "", "| pipeline | " + " | ".join(STAGE_NAMES) + " |"]
