@@ -271,14 +271,12 @@ def markdown(results: dict, summary: dict) -> str:
     projection), each part a few lines appended in the order the page shows them; split into
     functions it would read as the same list of appends, spread out.
     """
-    from benchmarks.performance.compare import PIPELINES
-
     s, v = results["settings"], results["versions"]
     command = (
         f"python -m benchmarks.performance.compare --rows {s['rows']} --dim {s['dim']} --k {s['k']} --sample-size "
         f"{s['sample_size']} --repeats {s['repeats']} --once {s['once']} --engines {s['engines']}"
     )
-    if s.get("pipelines", ",".join(PIPELINES)) != ",".join(PIPELINES):
+    if "pipelines" in s:  # recorded since runs could leave some out
         command += f" --pipelines {s['pipelines']}"
     lines = [
         f"Measured {dt.date.today():%Y-%m-%d} with `{command}` ({results['benchmark_seconds'] / 60:.0f} min in all):",
